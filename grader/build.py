@@ -1,0 +1,43 @@
+"""Compile a lab with the course's own Makefile, common/ and flags."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILD_TIMEOUT = 120
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    binary: Path
+    log: str
+
+
+def make_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def build_lab(root: Path, lab: str, build_dir: Path | None = None,
+              labs_src: Path | None = None) -> BuildResult:
+    """make <build>/labs/<lab>/<lab> in root; the source may come from labs_src."""
+    build_dir = Path(build_dir or root / "build").resolve()
+    target = build_dir / "labs" / lab / lab
+    argv = ["make", "--no-print-directory", "-C", str(root), f"BUILD={build_dir}"]
+    if labs_src is not None:
+        argv.append(f"LABS_SRC={Path(labs_src).resolve()}")
+    argv.append(str(target))
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=make_env(), timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return BuildResult(False, target, f"compilation did not finish within {BUILD_TIMEOUT} s")
+    except OSError as e:
+        return BuildResult(False, target, f"cannot run make: {e.strerror}")
+    log = p.stdout.decode("utf-8", "replace")
+    return BuildResult(p.returncode == 0 and target.exists(), target, log)

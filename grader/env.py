@@ -1,0 +1,181 @@
+"""What this machine is and can do: the facts expected ranges depend on, and the
+features a check may require (each with the reason and the fix when missing).
+
+Every path is read under ``root`` (default "/") so that tests can point the
+probes at a fake /proc and /sys tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Feature:
+    ok: bool
+    reason: str = ""     # why it is missing (shown with SKIP)
+    fix: str = ""        # what would give it
+
+
+def _read(root: str, path: str) -> str | None:
+    try:
+        with open(os.path.join(root, path.lstrip("/"))) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _bracketed(text: str | None) -> str | None:
+    if not text:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return None
+
+
+def cgroup_memory_version(root: str = "/") -> int | None:
+    """1 or 2: which hierarchy holds the memory controller for this process."""
+    mounts = _read(root, "/proc/self/mountinfo") or ""
+    v1_memory = v2_path = None
+    for line in mounts.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype, opts = rfields[0], rfields[2]
+        if fstype == "cgroup" and "memory" in opts.split(","):
+            v1_memory = fields[4]
+        elif fstype == "cgroup2" and v2_path is None:
+            v2_path = fields[4]
+    if v1_memory:
+        return 1
+    if v2_path:
+        ctrl = _read(root, os.path.join(v2_path, "cgroup.controllers")) or ""
+        if "memory" in ctrl.split():
+            return 2
+    return None
+
+
+def in_container(root: str = "/") -> bool:
+    if os.path.exists(os.path.join(root, ".dockerenv")) or \
+            os.path.exists(os.path.join(root, "run/.containerenv")):
+        return True
+    return bool(os.environ.get("container")) and root == "/"
+
+
+@functools.lru_cache(maxsize=None)
+def facts(root: str = "/") -> dict:
+    """The machine as the checks see it (``env.<name>`` in lab.toml)."""
+    thp_text = _read(root, "/sys/kernel/mm/transparent_hugepage/enabled")
+    pmd = _read(root, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+    aslr = _read(root, "/proc/sys/kernel/randomize_va_space")
+    paranoid = _read(root, "/proc/sys/kernel/perf_event_paranoid")
+    nodes = []
+    node_dir = os.path.join(root, "sys/devices/system/node")
+    if os.path.isdir(node_dir):
+        nodes = sorted(int(n[4:]) for n in os.listdir(node_dir)
+                       if n.startswith("node") and n[4:].isdigit())
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    return {
+        "kernel": platform.release() if root == "/" else "",
+        "arch": platform.machine(),
+        "glibc": (libc or "").replace("glibc ", ""),
+        "page_size": os.sysconf("SC_PAGE_SIZE"),
+        "pmd_size": int(pmd) if pmd and pmd.strip().isdigit() else 2 * 1024 * 1024,
+        "thp": _bracketed(thp_text) or "unsupported",
+        "thp_defrag": _bracketed(_read(root, "/sys/kernel/mm/transparent_hugepage/defrag")) or "",
+        "aslr": int(aslr) if aslr and aslr.strip().isdigit() else -1,
+        "cgroup": cgroup_memory_version(root),
+        "root": os.geteuid() == 0,
+        "container": in_container(root),
+        "cpus": os.cpu_count() or 1,
+        "numa_nodes": len(nodes) or 1,
+        "zero_page": zero_page_probe() is not False if root == "/" else True,
+        "perf_paranoid": int(paranoid) if paranoid and paranoid.strip().lstrip("-").isdigit() else None,
+    }
+
+
+def zero_page_probe() -> bool | None:
+    """Does a read of untouched private anonymous memory map the shared zero page?
+
+    Usually yes; some kernels do not (s390 with KVM, or a VM kernel booted with
+    pvm_no_zero_page=1): there, reads allocate real pages. None if unknown."""
+    import mmap
+    page = os.sysconf("SC_PAGE_SIZE")
+    n = 512
+
+    def rss_anon():
+        text = _read("/", "/proc/self/status") or ""
+        for line in text.splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+        return None
+    try:
+        m = mmap.mmap(-1, n * page, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, AttributeError):
+        return None
+    try:
+        before = rss_anon()
+        total = 0
+        for off in range(0, n * page, page):
+            total += m[off]
+        after = rss_anon()
+    finally:
+        m.close()
+    if before is None or after is None:
+        return None
+    return (after - before) < (n * page // 1024) // 2
+
+
+def _runs(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def feature(name: str) -> Feature:
+    """Probe one feature a run or check can require (cached for the grader's life)."""
+    f = facts()
+    if name == "thp":
+        if f["thp"] in ("always", "madvise"):
+            return Feature(True)
+        if f["thp"] == "unsupported":
+            return Feature(False, "this kernel has no transparent huge pages",
+                           "use a kernel built with CONFIG_TRANSPARENT_HUGEPAGE")
+        return Feature(False, f"transparent huge pages are off (mode '{f['thp']}')",
+                       "as root: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
+    if name == "aslr":
+        if f["aslr"] >= 2:
+            return Feature(True)
+        return Feature(False, f"address-space randomisation is {'off' if f['aslr'] == 0 else 'partial'}"
+                       f" (kernel.randomize_va_space={f['aslr']})",
+                       "as root: sysctl -w kernel.randomize_va_space=2")
+    if name == "setarch":
+        if not shutil.which("setarch"):
+            return Feature(False, "setarch is not installed", "apt-get install util-linux")
+        if not _runs(["setarch", platform.machine(), "-R", "true"]):
+            return Feature(False, "personality(ADDR_NO_RANDOMIZE) is refused here",
+                           "in a container, run it with --security-opt seccomp=unconfined")
+        return Feature(True)
+    if name == "strace":
+        if not shutil.which("strace"):
+            return Feature(False, "strace is not installed", "apt-get install strace")
+        if not _runs(["strace", "-qq", "-o", "/dev/null", "true"]):
+            return Feature(False, "ptrace is refused here, so strace cannot run",
+                           "in a container, run it with --cap-add SYS_PTRACE "
+                           "(or --security-opt seccomp=unconfined)")
+        return Feature(True)
+    raise KeyError(f"unknown feature '{name}'")
+
+
+KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace")

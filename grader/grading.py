@@ -1,0 +1,113 @@
+"""Grade one lab: build it, draw its parameters, run every run, evaluate every check."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import env as envmod
+from . import procfs
+from .build import BuildResult, build_lab
+from .checks import CONSTANTS, Verdict, derive_values, evaluate
+from .expr import NS, Evaluator, Unavailable
+from .runner import Checkpoint, RunResult, execute
+from .spec import Lab, fill_placeholders_args
+
+
+@dataclass
+class LabResult:
+    lab: Lab
+    seed: int
+    values: dict
+    build: BuildResult | None
+    runs: dict[str, RunResult] = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)          # run name -> Feature
+    verdicts: list[Verdict] = field(default_factory=list)
+    error: str = ""                                       # a verdict for the whole lab
+
+    @property
+    def score(self) -> float:
+        return sum(v.score for v in self.verdicts)
+
+    @property
+    def max_score(self) -> float:
+        return sum(v.max_score for v in self.verdicts)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.status != "fail" for v in self.verdicts)
+
+
+def lab_seed(seed: int, lab: str) -> int:
+    """Each lab's draw depends only on the seed and its name, not on the order."""
+    return random.Random(f"{seed}:{lab}").getrandbits(32)
+
+
+def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
+    captures = [c for c in lab.runs[run_name].captures]
+    if not captures:
+        return None
+    page = facts["page_size"]
+
+    def hook(res: RunResult, cp: Checkpoint):
+        for cap in captures:
+            if cap.at != cp.name or cap.name in res.captures:
+                continue
+            ev = Evaluator({**CONSTANTS, **values, "env": NS(facts),
+                            "fig": NS(res.figures, lambda k: f"the lab did not report figure '{k}'")})
+            try:
+                addr, length, byte = ev.eval(cap.addr), ev.eval(cap.length), ev.eval(cap.count_pages_not)
+                res.captures[cap.name] = procfs.pages_not_filled(cp.pid, int(addr), int(length),
+                                                                 int(byte) & 0xFF, page)
+            except procfs.ProcError as e:
+                if "Permission denied" in str(e) or "Operation not permitted" in str(e):
+                    res.captures[cap.name] = Unavailable(
+                        f"the grader may not read the lab's memory ({e})",
+                        "run the grader as the same user as the lab, without a ptrace-restricting "
+                        "security module, or as root")
+                else:
+                    res.captures[cap.name] = e
+            except Exception as e:  # noqa: BLE001 - recorded, reported by the check
+                res.captures[cap.name] = e
+    return hook
+
+
+def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
+              labs_src: Path | None = None, binary: Path | None = None,
+              wrap: Callable[[list[str]], list[str]] | None = None,
+              progress: Callable[[str], None] | None = None) -> LabResult:
+    facts = envmod.facts()
+    rng = random.Random(lab_seed(seed, lab.name))
+    values = derive_values(lab, lab.draw(rng), facts)
+    result = LabResult(lab, seed, values, None)
+
+    if binary is None:
+        result.build = build_lab(root, lab.name, build_dir, labs_src)
+        if not result.build.ok:
+            result.error = "compile error"
+            for check in lab.checks:
+                first = next((ln for ln in result.build.log.splitlines() if "error" in ln),
+                             result.build.log.strip().splitlines()[-1] if result.build.log.strip() else "")
+                result.verdicts.append(Verdict(lab.name, check, "fail", 0.0,
+                                               message=f"the lab did not compile: {first.strip()}"))
+            return result
+        binary = result.build.binary
+
+    for run in lab.runs.values():
+        missing = next((envmod.feature(f) for f in run.requires if not envmod.feature(f).ok), None)
+        if missing:
+            result.skipped[run.name] = missing
+            continue
+        if progress:
+            progress(run.name)
+        argv = [str(binary)] + fill_placeholders_args(run.args, values)
+        env = {k: fill_placeholders_args([v], values)[0] for k, v in run.env.items()}
+        result.runs[run.name] = execute(run.name, argv, env=env, timeout=lab.timeout,
+                                        strace=run.strace or None, norandom=run.norandom,
+                                        on_checkpoint=_capture_hook(lab, run.name, values, facts),
+                                        wrap=wrap)
+    for check in lab.checks:
+        result.verdicts.append(evaluate(lab, check, result.runs, result.skipped, values, facts))
+    return result

@@ -1,0 +1,223 @@
+"""The grader's own readers of /proc/<pid>/{stat,status,smaps_rollup,maps}.
+
+The grader reads these files itself, while the lab waits at a checkpoint, and
+trusts them rather than anything the lab reports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ProcError(Exception):
+    pass
+
+
+def parse_stat(text: str) -> dict:
+    """Fields of /proc/<pid>/stat that the checks use. comm may hold ')' and spaces."""
+    rp = text.rfind(")")
+    if rp < 0:
+        raise ProcError("stat: no ')' after comm")
+    fields = text[rp + 2:].split()
+    if len(fields) < 22:
+        raise ProcError(f"stat: {len(fields)} fields after comm, expected at least 22")
+    try:
+        return {
+            "state": fields[0],
+            "ppid": int(fields[1]),
+            "pgrp": int(fields[2]),
+            "minflt": int(fields[7]),
+            "cminflt": int(fields[8]),
+            "majflt": int(fields[9]),
+            "cmajflt": int(fields[10]),
+            "num_threads": int(fields[17]),
+            "vsize": int(fields[20]),
+            "rss_pages": int(fields[21]),
+        }
+    except ValueError as e:
+        raise ProcError(f"stat: {e}") from None
+
+
+_STATUS_KB = {"VmSize": "vm_size_kb", "VmRSS": "vm_rss_kb", "VmHWM": "vm_hwm_kb",
+              "RssAnon": "rss_anon_kb", "RssFile": "rss_file_kb", "RssShmem": "rss_shmem_kb",
+              "VmData": "vm_data_kb", "VmStk": "vm_stk_kb", "VmPTE": "vm_pte_kb"}
+
+
+def parse_status(text: str) -> dict:
+    out: dict = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        if key in _STATUS_KB:
+            num = value.split()[0] if value else ""
+            if not num.isdigit():
+                raise ProcError(f"status: {key} is not a number: {value!r}")
+            out[_STATUS_KB[key]] = int(num)
+        elif key == "NSpid":
+            out["nspid"] = [int(x) for x in value.split() if x.isdigit()]
+        elif key in ("Uid", "Gid"):
+            out[key.lower()] = int(value.split()[0])
+    return out
+
+
+_ROLLUP_KB = {"Rss": "rss_kb", "Pss": "pss_kb", "Pss_Anon": "pss_anon_kb",
+              "Pss_File": "pss_file_kb", "Shared_Clean": "shared_clean_kb",
+              "Shared_Dirty": "shared_dirty_kb", "Private_Clean": "private_clean_kb",
+              "Private_Dirty": "private_dirty_kb", "Anonymous": "anonymous_kb",
+              "AnonHugePages": "anon_huge_kb", "Swap": "swap_kb"}
+
+
+def parse_smaps_rollup(text: str) -> dict:
+    out: dict = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in _ROLLUP_KB:
+            parts = value.split()
+            if not parts or not parts[0].isdigit():
+                raise ProcError(f"smaps_rollup: {key} is not a number: {value!r}")
+            out[_ROLLUP_KB[key]] = int(parts[0])
+    if "rss_kb" not in out or "pss_kb" not in out:
+        raise ProcError("smaps_rollup: no Rss/Pss lines")
+    return out
+
+
+@dataclass(frozen=True)
+class VMA:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def kind(self) -> str:
+        """heap, stack, vdso, vvar, anon (no name), file, or another [name]."""
+        p = self.path
+        if p == "[heap]":
+            return "heap"
+        if p.startswith("[stack"):
+            return "stack"
+        if p in ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]"):
+            return p.strip("[]")
+        if p == "":
+            return "anon"
+        if p.startswith("["):
+            return p.strip("[]")
+        return "file"
+
+    def contains(self, addr: int) -> bool:
+        return self.start <= addr < self.end
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "size": self.size, "perms": self.perms,
+                "offset": self.offset, "dev": self.dev, "inode": self.inode, "path": self.path,
+                "kind": self.kind}
+
+
+def parse_maps_line(line: str) -> VMA:
+    parts = line.split(None, 5)
+    if len(parts) < 5:
+        raise ProcError(f"maps: short line {line!r}")
+    try:
+        lo, hi = parts[0].split("-")
+        start, end = int(lo, 16), int(hi, 16)
+        perms = parts[1]
+        if len(perms) != 4 or end < start:
+            raise ValueError(line)
+        return VMA(start, end, perms, int(parts[2], 16), parts[3], int(parts[4]),
+                   parts[5].strip() if len(parts) > 5 else "")
+    except ValueError:
+        raise ProcError(f"maps: malformed line {line!r}") from None
+
+
+def parse_maps(text: str) -> list[VMA]:
+    return [parse_maps_line(line) for line in text.splitlines() if line.strip()]
+
+
+def read(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/{name}: {e.strerror}") from None
+
+
+def snapshot(pid: int) -> dict:
+    """Everything the checks may use about a process, read in one go."""
+    obs = {"pid": pid}
+    obs.update(parse_stat(read(pid, "stat")))
+    obs.update(parse_status(read(pid, "status")))
+    obs.update(parse_smaps_rollup(read(pid, "smaps_rollup")))
+    obs["maps"] = parse_maps(read(pid, "maps"))
+    try:
+        obs["exe"] = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        obs["exe"] = ""
+    return obs
+
+
+def blocked_in_recv(pid: int) -> bool | None:
+    """True when the process sits in a receive syscall (waiting for our "go").
+
+    None when /proc/<pid>/syscall cannot be read (needs ptrace access)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            first = f.read().split()
+    except OSError:
+        return None
+    if not first or first[0] == "running":
+        return False
+    # x86_64: read 0, recvfrom 45, recvmsg 47, recvmmsg 299; aarch64: read 63,
+    # recvfrom 207, recvmsg 212, recvmmsg 243
+    try:
+        nr = int(first[0])
+    except ValueError:
+        return False
+    return nr in ({0, 45, 47, 299} if os.uname().machine == "x86_64" else {63, 207, 212, 243})
+
+
+def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> int:
+    """How many pages of [addr, addr+length) in process pid are not entirely `byte`.
+
+    Read through /proc/<pid>/mem (needs ptrace access: the grader's own child,
+    or root)."""
+    if length <= 0 or length > 1 << 34 or addr % page or length % page:
+        raise ProcError(f"bad region {addr:#x}+{length} for a page count")
+    chunk = 4 << 20
+    full_page = bytes([byte]) * page
+    full_chunk = full_page * (chunk // page)
+    unlike = 0
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem: {e.strerror}") from None
+    try:
+        buf = bytearray(chunk)
+        off = 0
+        while off < length:
+            n = min(chunk, length - off)
+            view = memoryview(buf)[:n]
+            got = os.preadv(fd, [view], addr + off)
+            if got != n:
+                raise ProcError(f"/proc/{pid}/mem: short read at {addr + off:#x}")
+            if n == chunk and buf == full_chunk:
+                off += n
+                continue
+            for i in range(0, n, page):
+                if view[i:i + page] != full_page:
+                    unlike += 1
+            off += n
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem at {addr + off:#x}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return unlike
