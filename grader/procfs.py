@@ -67,7 +67,7 @@ _ROLLUP_KB = {"Rss": "rss_kb", "Pss": "pss_kb", "Pss_Anon": "pss_anon_kb",
               "Pss_File": "pss_file_kb", "Shared_Clean": "shared_clean_kb",
               "Shared_Dirty": "shared_dirty_kb", "Private_Clean": "private_clean_kb",
               "Private_Dirty": "private_dirty_kb", "Anonymous": "anonymous_kb",
-              "AnonHugePages": "anon_huge_kb", "Swap": "swap_kb"}
+              "AnonHugePages": "anon_huge_kb", "Swap": "swap_kb", "Referenced": "referenced_kb"}
 
 
 def parse_smaps_rollup(text: str) -> dict:

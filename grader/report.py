@@ -133,7 +133,7 @@ def log_text(res: LabResult) -> str:
             out.append(f"  {cp.name:<16} pid {cp.pid} ({cp.role}) held={cp.held} "
                        f"minflt={o.get('minflt')} majflt={o.get('majflt')} "
                        f"rss_anon_kb={o.get('rss_anon_kb')} pss_kb={o.get('pss_kb')} "
-                       f"anon_huge_kb={o.get('anon_huge_kb')} {cp.error}")
+                       f"anon_huge_kb={o.get('anon_huge_kb')} referenced_kb={o.get('referenced_kb')} {cp.error}")
         if run.captures:
             out.append("-- captures --")
             out += [f"  {k} = {v}" for k, v in run.captures.items()]
