@@ -105,6 +105,7 @@ BUILTINS: dict[str, Callable] = {
     "abs": abs, "min": min, "max": max, "len": len, "sum": sum, "all": all, "any": any,
     "int": int, "float": float, "str": str, "round": round, "sorted": sorted,
     "floor": math.floor, "ceil": math.ceil, "range": range, "set": set,
+    "join": lambda sep, seq: str(sep).join(str(x) for x in seq),
 }
 
 

@@ -41,5 +41,94 @@ def functions(names: dict) -> dict:
         return [e for e in names["trace"] if a_seq < e.get("at") < b_seq
                 and (call is None or e.get("call") == call)]
 
+    def where(cp, addr):
+        """The grader's own answer to "what kind of memory holds addr?": heap
+        ([heap]), mmap (an anonymous read-write mapping), stack, file, ...,
+        or unmapped."""
+        v = vma_at(cp, addr)
+        if v is None:
+            return "unmapped"
+        kind = v.get("kind")
+        if kind == "anon":
+            return "mmap" if v.get("perms").startswith("rw") else "anon-" + v.get("perms")
+        return kind
+
+    def exe_extent(cp):
+        """(lowest start, highest end) of the mappings of the process's own executable."""
+        exe = cp.get("exe")
+        mine = [v for v in cp.get("maps") if exe and v.get("path") == exe]
+        if not mine:
+            return (None, None)
+        return (min(v.get("start") for v in mine), max(v.get("end") for v in mine))
+
+    def segment(cp, addr):
+        """The grader's name for the part of the address space holding addr: text,
+        rodata, data (the executable's mappings by permission), bss (the
+        anonymous mapping right after them), heap, stack, mmap (another
+        anonymous rw mapping), lib (a shared object's code), lib-data, ...,
+        or unmapped."""
+        v = vma_at(cp, addr)
+        if v is None:
+            return "unmapped"
+        perms, kind = v.get("perms"), v.get("kind")
+        if cp.get("exe") and v.get("path") == cp.get("exe"):
+            return "text" if perms[2] == "x" else "data" if perms[1] == "w" else "rodata"
+        if kind in ("heap", "stack"):
+            return kind
+        if kind == "anon":
+            if perms.startswith("rw") and v.get("start") == exe_extent(cp)[1]:
+                return "bss"
+            return "mmap" if perms.startswith("rw") else "anon-" + perms
+        if kind == "file":
+            return "lib" if perms[2] == "x" else "lib-data"
+        return kind
+
+    def items(prefix):
+        """Figures named <prefix>.<index>.<field> as a list of namespaces,
+        one per index in index order, each with its fields and `i`."""
+        rows: dict[int, dict] = {}
+        for k, v in names["fig"].items():
+            parts = k.split(".")
+            if len(parts) == 3 and parts[0] == prefix and parts[1].isdigit():
+                rows.setdefault(int(parts[1]), {"i": int(parts[1])})[parts[2]] = v
+        return [NS(rows[i], lambda f, i=i: f"the lab did not report figure '{prefix}.{i}.{f}'")
+                for i in sorted(rows)]
+
+    def message_seq(name):
+        """Position of the message that reported figure or checkpoint `name` (the last one)."""
+        seqs = [m.get("seq") for m in names["messages"] if m.get("name") == name]
+        if not seqs:
+            return None
+        return seqs[-1]
+
+    def calls_before(name, call=None):
+        """Traced system calls made just before the message `name` (after the one before it)."""
+        seq = message_seq(name)
+        if seq is None:
+            return []
+        return [e for e in names["trace"] if e.get("at") == seq - 0.5
+                and (call is None or e.get("call") == call)]
+
+    def calls_after(name, call=None):
+        """Traced system calls made just after the message `name` (before the next one)."""
+        seq = message_seq(name)
+        if seq is None:
+            return []
+        return [e for e in names["trace"] if e.get("at") == seq + 0.5
+                and (call is None or e.get("call") == call)]
+
+    def arg(event, i):
+        """The i-th argument of a traced call, as an int when it is one (else text)."""
+        parts = [a.strip() for a in event.get("args").split(",")]
+        if i >= len(parts):
+            return None
+        try:
+            return int(parts[i], 0)
+        except ValueError:
+            return parts[i]
+
     return {"has_cp": has_cp, "anon_kb": anon_kb, "vma_at": vma_at, "count_cp": count_cp,
-            "figs": figs, "between": between}
+            "figs": figs, "between": between, "where": where, "items": items,
+            "message_seq": message_seq, "calls_before": calls_before,
+            "calls_after": calls_after, "arg": arg, "segment": segment,
+            "exe_extent": exe_extent}

@@ -105,7 +105,9 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
         argv = [str(binary)] + fill_placeholders_args(run.args, values)
         env = {k: fill_placeholders_args([v], values)[0] for k, v in run.env.items()}
         result.runs[run.name] = execute(run.name, argv, env=env, timeout=lab.timeout,
-                                        strace=run.strace or None, norandom=run.norandom,
+                                        strace=run.strace if run.strace and
+                                        envmod.feature("strace").ok else None,
+                                        norandom=run.norandom,
                                         on_checkpoint=_capture_hook(lab, run.name, values, facts),
                                         wrap=wrap)
     for check in lab.checks:

@@ -214,9 +214,8 @@ def load(lab_dir: Path) -> Lab:
                 _want(k in c, cw, f"needs '{k}'")
             captures.append(Capture(c["at"], c["name"], _expr(c["addr"], cw), _expr(c["length"], cw),
                                     _expr(c["count_pages_not"], cw)))
+        # traced when strace works here; checks that read `trace` require "strace"
         strace = _strlist(r.get("strace", []), f"{rw} strace")
-        if strace and "strace" not in requires:
-            requires.append("strace")
         norandom = bool(r.get("norandom", False))
         if norandom and "setarch" not in requires:
             requires.append("setarch")
