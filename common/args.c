@@ -1,6 +1,7 @@
 /* args.c - option values: sizes with units, fractions, bounded integers. */
 #include "memlab.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,8 +15,20 @@ int ml_try_parse_long(const char *arg, long min, long max, long *out, const char
         *err = "an empty value";
         return -1;
     }
+    /* decimal, or hex after 0x: strtol(base 0) would read "010" as octal 8
+     * and refuse "08" */
+    const char *digits = arg;
+    while (isspace((unsigned char)*digits))
+        digits++;
+    if (*digits == '-' || *digits == '+')
+        digits++;
+    if (*digits < '0' || *digits > '9') {
+        *err = "not an integer";
+        return -1;
+    }
+    int base = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') ? 16 : 10;
     errno = 0;
-    long v = strtol(arg, &end, 0);
+    long v = strtol(arg, &end, base);
     if (errno == ERANGE) {
         *err = "out of range";
         return -1;
@@ -39,7 +52,12 @@ int ml_try_parse_size(const char *arg, size_t *out, const char **err)
         *err = "an empty value";
         return -1;
     }
-    if (*arg == '-') {
+    /* strtoull() skips white space and negates a '-' after it: " -1" would be
+     * "too large" and " -18446744073709551615" would come back as 1 */
+    const char *first = arg;
+    while (isspace((unsigned char)*first))
+        first++;
+    if (*first == '-') {
         *err = "negative";
         return -1;
     }

@@ -79,12 +79,14 @@ void ml_init(const char *lab, int argc, char **argv)
     long fd;
     const char *err;
     if (ml_try_parse_long(env, 0, 1 << 20, &fd, &err) < 0) {
+        errno = 0;
         ml_warn("MEMLAB_FD='%s' is %s; running without a grader", env, err);
         return;
     }
     struct stat st;
     int type = 0;
     socklen_t len = sizeof type;
+    errno = 0;                  /* the warning names errno only if a call failed */
     if (fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
         getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
         ml_warn("MEMLAB_FD=%ld is not the grader's socket; running without a grader", fd);
@@ -102,8 +104,10 @@ bool ml_graded(void)
 
 static void check_name(const char *name)
 {
-    if (!valid_name(name))
+    if (!valid_name(name)) {
+        errno = 0;              /* a bad name, not a failed call: no errno part */
         ml_die("figure or checkpoint name '%s': use 1-64 characters from a-z 0-9 _ .", name);
+    }
 }
 
 void ml_report_long(const char *name, long long value)
@@ -168,16 +172,18 @@ void ml_checkpoint(const char *name)
     }
     send_line("cp %s", name);
     char reply[64];
-    for (;;) {
+    while (grader_fd >= 0) {        /* a failed send disconnects */
         ssize_t n = recv(grader_fd, reply, sizeof reply - 1, 0);
         if (n > 0) {
             reply[n] = '\0';
-            if (strncmp(reply, "go", 2) == 0)
+            if (strcmp(reply, "go") == 0)
                 return;
             continue;           /* not for us: keep waiting */
         }
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0)
+            errno = 0;          /* no failed call to name in the warning */
         disconnect(n == 0 ? "the grader closed the channel" : "recv");
         return;
     }

@@ -60,7 +60,8 @@ def cmd_grade(args) -> int:
     results = []
     print(f"memlab {__version__}: grading {len(labs)} labs (seed {seed})", flush=True)
     for lab in labs:
-        print(f"  {lab.name:<12} ...", end="", flush=True)
+        if sys.stdout.isatty():
+            print(f"  {lab.name:<12} ...", end="", flush=True)
         t = time.monotonic()
         res = grade_lab(lab, root, seed, build_dir=root / "build")
         results.append(res)
@@ -68,7 +69,8 @@ def cmd_grade(args) -> int:
         write_results(Path(args.results), results_document(results, envmod.facts(), seed,
                                                            time.monotonic() - t0))
         skipped = sum(v.check.points for v in res.verdicts if v.status == "skip")
-        print(f"\r  {lab.name:<12} {points(res.score)}/{points(res.max_score)}"
+        print(f"{chr(13) if sys.stdout.isatty() else ''}  {lab.name:<12} "
+              f"{points(res.score)}/{points(res.max_score)}"
               f"{'  (' + res.error + ')' if res.error else ''}"
               f"{'  ' + points(skipped) + ' pts skipped' if skipped else ''}  "
               f"[{time.monotonic() - t:.1f} s]", flush=True)
@@ -85,6 +87,8 @@ def cmd_grade(args) -> int:
     print()
     print(score_line(total, max_total, skipped))
     rel = Path(args.results)
+    if rel.is_absolute() and rel.is_relative_to(Path.cwd()):
+        rel = rel.relative_to(Path.cwd())
     print(f"Results: {rel} (Gradescope format); logs: build/logs/ "
           f"(repeat these parameters with SEED={seed})")
     return 0 if all(r.passed for r in results) else 1

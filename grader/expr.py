@@ -117,6 +117,8 @@ def parse(text: str) -> ast.Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ExprError(f"syntax error in {text!r}: {e.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"syntax error in {text[:40]!r}...: nested too deeply") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise ExprError(f"{text!r}: names starting with '_' are not allowed")
@@ -163,7 +165,7 @@ class Evaluator:
         except (Missing, Unavailable, ExprError):
             raise
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError,
-                AttributeError) as e:
+                AttributeError, RecursionError, MemoryError) as e:
             raise ExprError(f"{src!r}: {type(e).__name__}: {e}") from None
 
     # -- the walker
@@ -199,9 +201,11 @@ class Evaluator:
             a, b = ev(node.left, scope), ev(node.right, scope)
             if isinstance(node.op, ast.Pow) and (abs(b) > 64 if isinstance(b, (int, float)) else True):
                 raise ExprError("exponent too large")
+            if isinstance(node.op, ast.Mod) and isinstance(a, (str, bytes)):
+                raise ExprError("'%' formatting of strings is not supported")
             if isinstance(node.op, ast.Mult):
                 for seq, n in ((a, b), (b, a)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
+                    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int) \
                             and n * max(len(seq), 1) > MAX_SEQ:
                         raise ExprError("sequence too large")
             if isinstance(node.op, ast.LShift) and isinstance(b, int) and b > 256:
@@ -245,7 +249,7 @@ class Evaluator:
         if isinstance(node, ast.Tuple):
             return tuple(ev(x, scope) for x in node.elts)
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
-            return list(self._comprehend(node.elt, node.generators, scope))
+            return list(self._comprehend(node.elt, node.generators, scope, [0]))
         if isinstance(node, ast.Call):
             name = node.func.id  # validated in parse()
             fn = self.functions.get(name)
@@ -257,21 +261,21 @@ class Evaluator:
             return fn(*args)
         raise ExprError(f"{type(node).__name__} is not allowed")
 
-    def _comprehend(self, elt, generators, scope):
+    def _comprehend(self, elt, generators, scope, count):
+        # count: iterations so far over all the generators of this comprehension
         gen, rest = generators[0], generators[1:]
         seq = self._ev(gen.iter, scope)
         if isinstance(seq, NS):
             seq = list(seq.keys())
-        count = 0
         for item in seq:
-            count += 1
-            if count > MAX_SEQ:
+            count[0] += 1
+            if count[0] > MAX_SEQ:
                 raise ExprError("comprehension too long")
             inner = dict(scope)
             self._bind(gen.target, item, inner)
             if all(self._ev(cond, inner) for cond in gen.ifs):
                 if rest:
-                    yield from self._comprehend(elt, rest, inner)
+                    yield from self._comprehend(elt, rest, inner, count)
                 else:
                     yield self._ev(elt, inner)
 

@@ -77,7 +77,12 @@ def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
 def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
               labs_src: Path | None = None, binary: Path | None = None,
               wrap: Callable[[list[str]], list[str]] | None = None,
-              progress: Callable[[str], None] | None = None) -> LabResult:
+              progress: Callable[[str], None] | None = None,
+              timeout: float | None = None) -> LabResult:
+    """Build (unless `binary` is given), run every run of the lab, evaluate its checks.
+
+    `labs_src` replaces labs/ as the source of <lab>/<lab>.c (a submission);
+    `timeout` overrides the lab's own wall-clock limit per run."""
     facts = envmod.facts()
     rng = random.Random(lab_seed(seed, lab.name))
     values = derive_values(lab, lab.draw(rng), facts)
@@ -104,7 +109,7 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
             progress(run.name)
         argv = [str(binary)] + fill_placeholders_args(run.args, values)
         env = {k: fill_placeholders_args([v], values)[0] for k, v in run.env.items()}
-        result.runs[run.name] = execute(run.name, argv, env=env, timeout=lab.timeout,
+        result.runs[run.name] = execute(run.name, argv, env=env, timeout=timeout or lab.timeout,
                                         strace=run.strace if run.strace and
                                         envmod.feature("strace").ok else None,
                                         norandom=run.norandom,

@@ -143,6 +143,7 @@ static void reuse(size_t size)
     report_block("reuse.first", size, first);
     ml_checkpoint("first");
     const char *w_first = where_is(first);
+    uintptr_t first_addr = (uintptr_t)first;    /* for the table: first is freed below */
 
     void *again = NULL;
     /* BEGIN SOLUTION */
@@ -170,7 +171,7 @@ static void reuse(size_t size)
     report_where("reuse.first", w_first);
     report_where("reuse.again", w_again);
     report_where("reuse.later", w_later);
-    printf("  malloc(%zu)  = %-16p %s\n", size, first, w_first);
+    printf("  malloc(%zu)  = %#-16lx %s\n", size, (unsigned long)first_addr, w_first);
     printf("  free, then malloc(%zu) = %-16p %s\n", size, again, w_again);
     printf("  malloc(%zu) = %-16p %s\n", 2 * size, later, w_later);
     if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "heap") == 0)
