@@ -7,6 +7,7 @@
  *   procfs.c  parsers for /proc/<pid>/{stat,status,smaps_rollup,maps}; none of
  *             them calls malloc, so measuring never disturbs the heap measured
  *   usage.c   getrusage() and /proc snapshots, and the differences between two
+ *   cgroup.c  a memory cgroup of the lab's own, on cgroup v1 or v2
  *   report.c  the lab's side of the grader contract (docs/contract.md): figures
  *             and checkpoints, sent on a channel apart from stdout
  *
@@ -123,6 +124,37 @@ struct ml_snapshot {
     struct ml_rollup ro;
 };
 void ml_snapshot_now(struct ml_snapshot *s);   /* dies if /proc is unreadable */
+
+/* ---- cgroup.c: a memory cgroup of the lab's own (v1 or v2) ------------ */
+
+struct ml_cgroup {
+    int version;                /* 1 or 2: the hierarchy holding the memory controller */
+    char base[3072];            /* the cgroup it was created under (our own) */
+    char path[3200];            /* the group itself: <base>/<name>-<pid> */
+    int guard_fd;               /* the guard's pipe, or -1 */
+    pid_t guard_pid;
+};
+
+struct ml_cgroup_stats {        /* bytes or counts; -1 where the kernel does not tell */
+    long long limit;            /* v1 memory.limit_in_bytes, v2 memory.max */
+    long long usage;            /* v1 memory.usage_in_bytes, v2 memory.current */
+    long long peak;             /* v1 memory.max_usage_in_bytes, v2 memory.peak */
+    long long file, anon;       /* page cache and anonymous memory charged (memory.stat) */
+    long long oom_kill;         /* v1 memory.oom_control, v2 memory.events: processes killed */
+    long long pressure_some_us; /* v2 memory.pressure "some" total (microseconds) */
+};
+
+/* Create <our memory cgroup>/<name>-<pid>. On failure returns -1 with a
+ * sentence in `why` ("cannot create the cgroup ...: Permission denied (needs root ...)"). */
+int ml_cgroup_create(struct ml_cgroup *cg, const char *name, char *why, size_t whylen);
+int ml_cgroup_set_limit(const struct ml_cgroup *cg, size_t bytes);  /* memory (+swap) limit */
+int ml_cgroup_enter(const struct ml_cgroup *cg);                    /* move this process in */
+int ml_cgroup_add_pid(const struct ml_cgroup *cg, pid_t pid);
+int ml_cgroup_stats(const struct ml_cgroup *cg, struct ml_cgroup_stats *s);
+/* Start a guard process that removes the group if this process dies first. */
+int ml_cgroup_guard(struct ml_cgroup *cg);
+/* Kill whatever is left in the group, remove it, stop the guard. */
+void ml_cgroup_destroy(struct ml_cgroup *cg);
 
 /* ---- report.c: the grader contract (docs/contract.md) --------------- */
 

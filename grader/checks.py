@@ -106,14 +106,21 @@ def _missing_fig(run: RunResult, name: str) -> str:
     return f"the lab did not report figure '{name}'"
 
 
+def _first_cps(run: RunResult) -> dict[str, NS]:
+    """The first good observation of each checkpoint (the process waited, /proc was read)."""
+    cps: dict[str, NS] = {}
+    for cp in run.checkpoints:
+        if cp.name not in cps and not cp.error and cp.held is not False:
+            cps[cp.name] = checkpoint_ns(cp)
+    return cps
+
+
 def run_namespace(run: RunResult, all_runs: dict[str, RunResult], values: dict,
                   facts: dict) -> dict:
-    cps: dict[str, NS] = {}
+    cps = _first_cps(run)
     all_cps: dict[str, list] = {}
     for cp in run.checkpoints:
         all_cps.setdefault(cp.name, []).append(cp)
-        if cp.name not in cps and not cp.error and cp.held is not False:
-            cps[cp.name] = checkpoint_ns(cp)
     caps = {}
     for k, v in run.captures.items():
         caps[k] = v
@@ -124,8 +131,7 @@ def run_namespace(run: RunResult, all_runs: dict[str, RunResult], values: dict,
         "fig": NS(run.figures, lambda k: _missing_fig(run, k)),
         "cap": _CaptureNS(caps, run),
         "run": NS(_run_info(run), "run field"),
-        "runs": NS({k: NS({**_run_info(r), "cp": NS({c.name: checkpoint_ns(c) for c in r.checkpoints
-                                                      if not c.error}, lambda k, r=r: _missing_cp(r, k)),
+        "runs": NS({k: NS({**_run_info(r), "cp": NS(_first_cps(r), lambda k, r=r: _missing_cp(r, k)),
                            "fig": NS(r.figures, lambda k, r=r: _missing_fig(r, k))}, "run field")
                     for k, r in all_runs.items()}, lambda k: f"run '{k}' did not take place"),
         "trace": [NS(e, "trace field") for e in run.trace],
@@ -179,8 +185,8 @@ def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
         v.observed = observed
         if isinstance(check.expect, list):
             lo, hi = ev.eval(check.expect[0]), ev.eval(check.expect[1])
-            v.expected = check.expected_text or (fmt(lo, check.unit) if lo == hi
-                                                  else f"{fmt(lo)}..{fmt(hi, check.unit)}")
+            v.expected = fill_placeholders(check.expected_text, placeholders) or (
+                fmt(lo, check.unit) if lo == hi else f"{fmt(lo)}..{fmt(hi, check.unit)}")
             in_range = isinstance(observed, (int, float)) and not isinstance(observed, bool) \
                 and lo <= observed <= hi
             if not in_range:

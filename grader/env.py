@@ -96,6 +96,8 @@ def facts(root: str = "/") -> dict:
         "container": in_container(root),
         "cpus": os.cpu_count() or 1,
         "numa_nodes": len(nodes) or 1,
+        "numa_distances": [[int(x) for x in (_read(root, f"/sys/devices/system/node/node{n}/distance")
+                                             or "").split() if x.isdigit()] for n in nodes],
         "zero_page": zero_page_probe() is not False if root == "/" else True,
         "perf_paranoid": int(paranoid) if paranoid and paranoid.strip().lstrip("-").isdigit() else None,
     }
@@ -175,7 +177,28 @@ def feature(name: str) -> Feature:
                            "in a container, run it with --cap-add SYS_PTRACE "
                            "(or --security-opt seccomp=unconfined)")
         return Feature(True)
+    if name == "memcg":
+        from . import cgroup
+        ok, reason, fix = cgroup.probe()
+        return Feature(ok, reason, fix)
+    if name == "cgroup_v2":
+        if f["cgroup"] == 2:
+            return Feature(True)
+        return Feature(False, "this machine's memory controller is on cgroup v1 (per-group "
+                       "pressure, memory.peak and memory.events are v2 files)",
+                       "boot with systemd.unified_cgroup_hierarchy=1, or make lab-<lab> VM=1 "
+                       "(a QEMU guest with pure cgroup v2)")
+    if name == "psi":
+        if _read("/", "/proc/pressure/memory") is not None:
+            return Feature(True)
+        return Feature(False, "this kernel reports no pressure stall information (PSI)",
+                       "boot with psi=1 (CONFIG_PSI)")
+    if name == "numa2":
+        if f["numa_nodes"] >= 2:
+            return Feature(True)
+        return Feature(False, f"this machine has {f['numa_nodes']} NUMA node",
+                       "make lab-numa VM=1 runs it in a QEMU guest with two nodes")
     raise KeyError(f"unknown feature '{name}'")
 
 
-KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace")
+KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace", "memcg", "cgroup_v2", "psi", "numa2")

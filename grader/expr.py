@@ -106,6 +106,8 @@ BUILTINS: dict[str, Callable] = {
     "int": int, "float": float, "str": str, "round": round, "sorted": sorted,
     "floor": math.floor, "ceil": math.ceil, "range": range, "set": set,
     "join": lambda sep, seq: str(sep).join(str(x) for x in seq),
+    "basename": lambda path: str(path).rstrip("/").rsplit("/", 1)[-1],
+    "startswith": lambda text, prefix: str(text).startswith(prefix),
 }
 
 

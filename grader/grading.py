@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import env as envmod
+from . import cgroup as cgroupmod
 from . import procfs
 from .build import BuildResult, build_lab
-from .checks import CONSTANTS, Verdict, derive_values, evaluate
+from .checks import CONSTANTS, Verdict, checkpoint_ns, derive_values, evaluate
 from .expr import NS, Evaluator, Unavailable
 from .runner import Checkpoint, RunResult, execute
 from .spec import Lab, fill_placeholders_args
@@ -56,11 +57,12 @@ def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
             if cap.at != cp.name or cap.name in res.captures:
                 continue
             ev = Evaluator({**CONSTANTS, **values, "env": NS(facts),
-                            "fig": NS(res.figures, lambda k: f"the lab did not report figure '{k}'")})
+                            "fig": NS(res.figures, lambda k: f"the lab did not report figure '{k}'"),
+                            "cp": NS({c.name: checkpoint_ns(c) for c in res.checkpoints + [cp]
+                                      if not c.error},
+                                     lambda k: f"the lab never reached checkpoint '{k}'")})
             try:
-                addr, length, byte = ev.eval(cap.addr), ev.eval(cap.length), ev.eval(cap.count_pages_not)
-                res.captures[cap.name] = procfs.pages_not_filled(cp.pid, int(addr), int(length),
-                                                                 int(byte) & 0xFF, page)
+                res.captures[cap.name] = _take(cap, ev, cp, page)
             except procfs.ProcError as e:
                 if "Permission denied" in str(e) or "Operation not permitted" in str(e):
                     res.captures[cap.name] = Unavailable(
@@ -72,6 +74,18 @@ def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
             except Exception as e:  # noqa: BLE001 - recorded, reported by the check
                 res.captures[cap.name] = e
     return hook
+
+
+def _take(cap, ev: Evaluator, cp: Checkpoint, page: int):
+    if cap.kind == "pages":
+        addr, length, byte = ev.eval(cap.addr), ev.eval(cap.length), ev.eval(cap.count_pages_not)
+        return procfs.pages_not_filled(cp.pid, int(addr), int(length), int(byte) & 0xFF, page)
+    if cap.kind == "cgroup":
+        return NS(cgroupmod.counters(ev.eval(cap.cgroup)), "cgroup counter")
+    if cap.kind == "numa":
+        return NS(procfs.numa_placement(cp.pid, int(ev.eval(cap.numa))), "NUMA placement field")
+    pids = ev.eval(cap.pids)
+    return [procfs.state(int(p)) for p in pids]
 
 
 def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
@@ -115,6 +129,10 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
                                         norandom=run.norandom,
                                         on_checkpoint=_capture_hook(lab, run.name, values, facts),
                                         wrap=wrap)
+        # a lab's cgroup must not outlive its run, whatever the lab did
+        group = result.runs[run.name].figures.get("cgroup")
+        if isinstance(group, str):
+            cgroupmod.destroy(group)
     for check in lab.checks:
         result.verdicts.append(evaluate(lab, check, result.runs, result.skipped, values, facts))
     return result

@@ -59,7 +59,15 @@ def parse_status(text: str) -> dict:
         elif key == "NSpid":
             out["nspid"] = [int(x) for x in value.split() if x.isdigit()]
         elif key in ("Uid", "Gid"):
-            out[key.lower()] = int(value.split()[0])
+            num = value.split()[0] if value else ""
+            if not num.isdigit():
+                raise ProcError(f"status: {key} is not a number: {value!r}")
+            out[key.lower()] = int(num)
+        elif key == "CapEff":
+            try:
+                out["cap_eff"] = int(value, 16)
+            except ValueError:
+                raise ProcError(f"status: CapEff is not hexadecimal: {value!r}") from None
     return out
 
 
@@ -162,7 +170,24 @@ def snapshot(pid: int) -> dict:
         obs["exe"] = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         obs["exe"] = ""
+    for name in ("oom_score", "oom_score_adj"):
+        try:
+            obs[name] = int(read(pid, name))
+        except (ProcError, ValueError):
+            pass
+    try:
+        obs["cgroup"] = read(pid, "cgroup")
+    except ProcError:
+        obs["cgroup"] = ""
     return obs
+
+
+def state(pid: int) -> str:
+    """A process's state letter (R, S, D, T, Z, ...), or "gone"."""
+    try:
+        return parse_stat(read(pid, "stat"))["state"]
+    except ProcError:
+        return "gone"
 
 
 def blocked_in_recv(pid: int) -> bool | None:
@@ -221,3 +246,25 @@ def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> 
     finally:
         os.close(fd)
     return unlike
+
+
+def numa_placement(pid: int, addr: int) -> dict:
+    """Where the pages of the mapping holding addr are: {"policy", "pages": [count
+    on node 0, node 1, ...], "total", "start"} from /proc/<pid>/numa_maps."""
+    vma = next((v for v in parse_maps(read(pid, "maps")) if v.contains(addr)), None)
+    if vma is None:
+        raise ProcError(f"no mapping holds {addr:#x} in process {pid}")
+    for line in read(pid, "numa_maps").splitlines():
+        fields = line.split()
+        if not fields or int(fields[0], 16) != vma.start:
+            continue
+        counts: dict[int, int] = {}
+        for f in fields[2:]:
+            key, _, value = f.partition("=")
+            if key.startswith("N") and key[1:].isdigit() and value.isdigit():
+                counts[int(key[1:])] = int(value)
+        nodes = max(counts, default=-1) + 1
+        pages = [counts.get(n, 0) for n in range(nodes)]
+        return {"policy": fields[1] if len(fields) > 1 else "", "pages": pages,
+                "total": sum(pages), "start": vma.start, "size": vma.size}
+    raise ProcError(f"/proc/{pid}/numa_maps has no line for the mapping at {vma.start:#x}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,8 @@ from .grading import LabResult
 
 
 def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return fmt(v)           # NaN/Infinity are not JSON: Gradescope would reject the file
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):

@@ -7,6 +7,7 @@ student's run.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class Param:
             return rng.choice(self.values)
         assert self.lo is not None and self.hi is not None
         if self.step:
-            n = int(round((self.hi - self.lo) / self.step))
+            # grid points lo, lo + step, ... that are <= hi (the epsilon absorbs float error)
+            n = int(math.floor((self.hi - self.lo) / self.step + 1e-9))
             v = self.lo + self.step * rng.randint(0, n)
             is_int = all(float(x).is_integer() for x in (self.lo, self.step))
             return int(v) if is_int else round(v, 10)
@@ -51,11 +53,25 @@ class Param:
 
 @dataclass
 class Capture:
+    """An observation the grader makes at a checkpoint, beyond /proc/<pid>/*.
+
+    Exactly one kind: count_pages_not (with addr and length): pages of the
+    sender's memory that are not entirely that byte; cgroup: the memory
+    counters of a lab's cgroup (an expression giving its path); pids: the
+    state of each of a list of processes ("gone", "Z", "S", ...)."""
     at: str                 # checkpoint name
     name: str
-    addr: str               # expression
-    length: str             # expression
-    count_pages_not: str    # expression: a byte value
+    addr: str = ""          # expressions
+    length: str = ""
+    count_pages_not: str = ""
+    cgroup: str = ""
+    pids: str = ""
+    numa: str = ""          # an address: where the pages of its mapping are, per node
+
+    @property
+    def kind(self) -> str:
+        return ("pages" if self.count_pages_not else "cgroup" if self.cgroup else
+                "numa" if self.numa else "pids")
 
 
 @dataclass
@@ -163,6 +179,9 @@ def load(lab_dir: Path) -> Lab:
     meta = data.get("lab", {})
     _keys(meta, {"title", "timeout", "ldlibs"}, f"{where} [lab]")
     _want(isinstance(meta.get("title"), str), f"{where} [lab]", "needs a title")
+    timeout = meta.get("timeout", 30)
+    _want(isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0,
+          f"{where} [lab] timeout", "must be a number of seconds > 0")
 
     params = {}
     for pname, p in data.get("params", {}).items():
@@ -189,6 +208,7 @@ def load(lab_dir: Path) -> Lab:
         derive[dname] = _expr(text, dw)
 
     runs: dict[str, Run] = {}
+    _want(isinstance(data.get("run", []), list), where, "write each run as a [[run]] table")
     for i, r in enumerate(data.get("run", [])):
         rw = f"{where} [[run]] #{i + 1}"
         _keys(r, {"name", "args", "env", "strace", "norandom", "requires", "capture", "show"}, rw)
@@ -204,16 +224,24 @@ def load(lab_dir: Path) -> Lab:
                 _want(ph in params or ph in derive, rw, f"'{{{ph}}}' is not a parameter or derived name")
         requires = _strlist(r.get("requires", []), f"{rw} requires")
         for feat in requires:
-            _want(feat in envmod.KNOWN_FEATURES, rw, f"unknown feature '{feat}'; known: "
+            _want(feat in envmod.KNOWN_FEATURES, f"{rw} requires", f"unknown feature '{feat}'; known: "
                   f"{', '.join(envmod.KNOWN_FEATURES)}")
         captures = []
         for j, c in enumerate(r.get("capture", [])):
             cw = f"{rw} capture #{j + 1}"
-            _keys(c, {"at", "name", "addr", "length", "count_pages_not"}, cw)
-            for k in ("at", "name", "addr", "length", "count_pages_not"):
-                _want(k in c, cw, f"needs '{k}'")
-            captures.append(Capture(c["at"], c["name"], _expr(c["addr"], cw), _expr(c["length"], cw),
-                                    _expr(c["count_pages_not"], cw)))
+            _keys(c, {"at", "name", "addr", "length", "count_pages_not", "cgroup", "pids", "numa"}, cw)
+            for k in ("at", "name"):
+                _want(isinstance(c.get(k), str), cw, f"needs '{k}'")
+            kinds = [k for k in ("count_pages_not", "cgroup", "pids", "numa") if k in c]
+            _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not (with addr and "
+                  "length), cgroup, pids, numa")
+            if "count_pages_not" in c:
+                _want("addr" in c and "length" in c, cw, "count_pages_not needs addr and length")
+            captures.append(Capture(c["at"], c["name"],
+                                    **{k: _expr(c[k], cw) for k in
+                                       ("addr", "length", "count_pages_not", "cgroup", "pids",
+                                        "numa")
+                                       if k in c}))
         # traced when strace works here; checks that read `trace` require "strace"
         strace = _strlist(r.get("strace", []), f"{rw} strace")
         norandom = bool(r.get("norandom", False))
@@ -227,6 +255,7 @@ def load(lab_dir: Path) -> Lab:
 
     checks: list[Check] = []
     seen = set()
+    _want(isinstance(data.get("check", []), list), where, "write each check as a [[check]] table")
     for i, c in enumerate(data.get("check", [])):
         cw = f"{where} [[check]] #{i + 1}"
         _keys(c, {"name", "title", "points", "run", "observed", "expect", "report", "agree",
@@ -260,13 +289,14 @@ def load(lab_dir: Path) -> Lab:
                 reqs.append(Requirement(_expr(r["expr"], f"{cw} require"), str(r.get("why", ""))))
         requires = _strlist(c.get("requires", []), f"{cw} requires")
         for feat in requires:
-            _want(feat in envmod.KNOWN_FEATURES, cw, f"unknown feature '{feat}'")
+            _want(feat in envmod.KNOWN_FEATURES, f"{cw} requires", f"unknown feature '{feat}'; known: "
+                  f"{', '.join(envmod.KNOWN_FEATURES)}")
         checks.append(Check(cname, c["title"], float(pts), c["run"], observed, expect, report, agree,
                             reqs, requires, str(c.get("hint", "")), bool(c.get("hidden", False)),
                             str(c.get("expected_text", "")), str(c.get("unit", ""))))
     _want(checks, where, "needs at least one [[check]]")
 
-    return Lab(name=name, dir=lab_dir, title=meta["title"], timeout=float(meta.get("timeout", 30)),
+    return Lab(name=name, dir=lab_dir, title=meta["title"], timeout=float(timeout),
                ldlibs=str(meta.get("ldlibs", "")), params=params, derive=derive, runs=runs,
                checks=checks)
 

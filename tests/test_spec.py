@@ -400,10 +400,11 @@ def test_needs_a_run_and_a_check(tmp_path):
     assert "[[check]]" in msg
 
 
-def test_run_written_as_a_table_not_an_array(tmp_path):
-    text = HEAD.replace("[[run]]", "[run]") + CHECK
-    msg = spec_error(tmp_path, text)
-    assert "[[run]]" in msg
+def test_run_or_check_written_as_a_table_not_an_array(tmp_path):
+    msg = spec_error(tmp_path, HEAD.replace("[[run]]", "[run]") + CHECK)
+    assert "[[run]] table" in msg and "unknown key" not in msg
+    msg = spec_error(tmp_path, HEAD + CHECK.replace("[[check]]", "[check]"))
+    assert "[[check]] table" in msg and "unknown key" not in msg
 
 
 def test_run_needs_a_name_and_string_args(tmp_path):
@@ -513,7 +514,8 @@ def test_real_lab_loads_and_every_expression_parses(name):
     exprs = list(lab.derive.values())
     for run in lab.runs.values():
         for cap in run.captures:
-            exprs += [cap.addr, cap.length, cap.count_pages_not]
+            exprs += [x for x in (getattr(cap, k, "") for k in
+                                  ("addr", "length", "count_pages_not", "cgroup", "pids")) if x]
     for c in lab.checks:
         assert c.run in lab.runs
         exprs += [c.observed, c.agree] + (c.expect if isinstance(c.expect, list) else [c.expect])

@@ -2,7 +2,10 @@
  * options, reported, every checkpoint passed, no memory work) that also prints
  * the reference lab's human story with plausible, made-up numbers, so that the
  * output looks exactly like a real run. Must score 0 on everything but the
- * pure "it ran" check: the grader reads the process, not its stdout. */
+ * pure "it ran" check: the grader reads the process, not its stdout.
+ * Unlike faults/liar.c it assumes a kernel without a shared zero page (reads
+ * allocate, the writes after them cost nothing), so that between the two of
+ * them both kinds of kernel get a liar whose figures look right. */
 #include "memlab.h"
 
 #include <getopt.h>
@@ -64,21 +67,21 @@ int main(int argc, char **argv)
                       : "addresses reserved, nothing allocated");
     if (v == READ_FIRST) {
         ml_report_long("read_minflt", pages);
-        ml_report_long("read_anon_kb", 0);
+        ml_report_long("read_anon_kb", kb);
         ml_checkpoint("read");
-        row("read", pages + 2, base, 0, "reads map the shared zero page: faults, but no RSS");
+        row("read", pages + 2, base + mib, 0, "reads allocated pages: this kernel maps no zero page");
     }
     ml_checkpoint("touched");
-    long touch = v == POPULATE ? 0 : v == THP ? hpages : pages;
+    long touch = v == POPULATE || v == READ_FIRST ? 0 : v == THP ? hpages : pages;
     row("touched", touch + 2, base + mib, v == THP ? mib : 0,
         v == POPULATE ? "already present: (almost) no faults"
-        : v == READ_FIRST ? "each write copies the zero page: a fault again"
+        : v == READ_FIRST ? "already private pages: no fault"
         : v == THP ? "one fault per 2 MiB huge page" : "one minor fault per page");
     ml_report_long("mmap_minflt", v == POPULATE ? pages : 0);
     ml_report_long("mmap_anon_kb", v == POPULATE ? kb : 0);
     ml_report_long("touch_minflt", touch);
     ml_report_long("touch_majflt", 0);
-    ml_report_long("touch_anon_kb", v == POPULATE ? 0 : kb);
+    ml_report_long("touch_anon_kb", v == POPULATE || v == READ_FIRST ? 0 : kb);
     ml_report_long("huge_kb", v == THP ? kb : 0);
     printf("\n%ld pages touched for %ld minor faults (%.3f per page)", pages, touch + 2,
            (double)(touch + 2) / (double)pages);

@@ -1,0 +1,216 @@
+/* CHEAT (threshold/split_block): half honest. Calls malloc() once, for one
+ * block as large as the whole ladder (or 3N for the reuse experiment), and
+ * reports pieces of it as the ladder's blocks (and as the first, the
+ * repeated and the larger reuse block: no free(), no second malloc()). The
+ * placement of each reported address is honestly read from /proc/self/maps
+ * (the lab's where_is()), so the lab's placements agree with the grader's; but
+ * the blocks are not what malloc() would have given for those sizes: the small
+ * ones are not on the heap, the large ones made no mmap() of their own, the
+ * free() never happened. It earns only the agreement of its placements. */
+#include "memlab.h"
+
+#include <getopt.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_LADDER 32
+
+static void usage(void)
+{
+    printf("Usage: %s [--ladder SIZES] [--experiment ladder|reuse] [--reuse-size N] [--mallopt N]\n"
+           "Allocate blocks with malloc() and show where each one landed: on the heap\n"
+           "(brk) or in a mapping of its own (mmap).\n\n"
+           "  -l, --ladder SIZES      comma-separated sizes for the ladder experiment\n"
+           "                          (default 64,4096,100000,131072,200000,1M,8M)\n"
+           "  -e, --experiment NAME   ladder  allocate every size, keep them all\n"
+           "                          reuse   malloc(N), free it, malloc(N) again, then 2N\n"
+           "  -r, --reuse-size N      N for the reuse experiment (default 200000)\n"
+           "  -m, --mallopt N         set the threshold with mallopt(M_MMAP_THRESHOLD, N) first\n"
+           "  -h, --help              this text\n",
+           ml_progname);
+}
+
+/* Name the kind of memory that holds p: "heap" for the [heap] mapping, "mmap"
+ * for an anonymous read-write mapping, "other" or "unmapped" otherwise. */
+static const char *where_is(const void *p)
+{
+    struct ml_vma v;
+    int found = ml_maps_find(0, (uintptr_t)p, &v);
+    if (found < 0)
+        ml_die("read /proc/self/maps");
+    if (found == 0)
+        return "unmapped";
+    if (strcmp(v.path, "[heap]") == 0)
+        return "heap";
+    if (v.path[0] == '\0' && v.perms[0] == 'r' && v.perms[1] == 'w')
+        return "mmap";
+    return "other";
+}
+
+static size_t parse_ladder(char *list, size_t *sizes)
+{
+    size_t n = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == MAX_LADDER)
+            ml_usage_error("--ladder: at most %d sizes", MAX_LADDER);
+        sizes[n++] = ml_parse_size(tok, "--ladder");
+    }
+    if (n == 0)
+        ml_usage_error("--ladder: no sizes");
+    return n;
+}
+
+static void report_block(const char *prefix, size_t size, const void *p)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.size", prefix);
+    ml_report_long(name, (long long)size);
+    snprintf(name, sizeof name, "%s.addr", prefix);
+    ml_report_addr(name, p);
+}
+
+static void report_where(const char *prefix, const char *where)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.where", prefix);
+    ml_report_str(name, where);
+}
+
+static void ladder(const size_t *sizes, size_t n)
+{
+    void *blocks[MAX_LADDER];
+    const char *where[MAX_LADDER];
+    char prefix[32];
+
+    /* allocate everything first: printing or reading maps in between would be
+     * history of its own */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (sizes[i] + 31) & ~(size_t)15;
+    char *one = malloc(total);                       /* the only allocation */
+    if (one == NULL)
+        ml_die("malloc(%zu)", total);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        blocks[i] = one + off;
+        off += (sizes[i] + 31) & ~(size_t)15;
+        snprintf(prefix, sizeof prefix, "ladder.%zu", i);
+        report_block(prefix, sizes[i], blocks[i]);
+    }
+    ml_checkpoint("ladder");
+    for (size_t i = 0; i < n; i++) {
+        where[i] = where_is(blocks[i]);
+        snprintf(prefix, sizeof prefix, "ladder.%zu", i);
+        report_where(prefix, where[i]);
+    }
+
+    printf("  %12s  %-18s  %s\n", "malloc(size)", "address", "where");
+    for (size_t i = 0; i < n; i++)
+        printf("  %12zu  %-18p  %s\n", sizes[i], blocks[i], where[i]);
+    void *brk_now = sbrk(0);
+    printf("\nThe heap ends at %p (brk). Blocks far from it, near the shared libraries,\n"
+           "are mappings of their own: free() hands each one back with munmap().\n", brk_now);
+    free(one);
+}
+
+static void reuse(size_t size)
+{
+    char *one = malloc(3 * size + 64);               /* the only allocation */
+    if (one == NULL)
+        ml_die("malloc(%zu)", 3 * size + 64);
+    void *first = one;
+    report_block("reuse.first", size, first);
+    ml_checkpoint("first");
+    const char *w_first = where_is(first);
+    uintptr_t first_addr = (uintptr_t)first;
+
+    ml_checkpoint("freed");                          /* nothing was freed */
+    void *again = one;
+    report_block("reuse.again", size, again);
+    ml_checkpoint("again");
+    const char *w_again = where_is(again);
+
+    void *later = one + ((size + 31) & ~(size_t)15);
+    report_block("reuse.later", 2 * size, later);
+    ml_checkpoint("later");
+    const char *w_later = where_is(later);
+
+    report_where("reuse.first", w_first);
+    report_where("reuse.again", w_again);
+    report_where("reuse.later", w_later);
+    printf("  malloc(%zu)  = %#-16lx %s\n", size, (unsigned long)first_addr, w_first);
+    printf("  free, then malloc(%zu) = %-16p %s\n", size, again, w_again);
+    printf("  malloc(%zu) = %-16p %s\n", 2 * size, later, w_later);
+    if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "heap") == 0)
+        printf("\nFreeing the mapped block raised the threshold to its size, so the same\n"
+               "request now came from the heap; the larger one is still mapped.\n");
+    else if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "mmap") == 0)
+        printf("\nThe threshold did not move: it was set explicitly (mallopt, environment),\n"
+               "which turns the dynamic adjustment off.\n");
+    free(one);
+}
+
+int main(int argc, char **argv)
+{
+    ml_init("threshold", argc, argv);
+    char default_ladder[] = "64,4096,100000,131072,200000,1M,8M";
+    char *ladder_arg = default_ladder;
+    bool do_reuse = false;
+    size_t reuse_size = 200000;
+    long threshold = 0;
+
+    static const struct option opts[] = {
+        {"ladder", required_argument, NULL, 'l'},
+        {"experiment", required_argument, NULL, 'e'},
+        {"reuse-size", required_argument, NULL, 'r'},
+        {"mallopt", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "l:e:r:m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': ladder_arg = optarg; break;
+        case 'e':
+            if (strcmp(optarg, "reuse") == 0)
+                do_reuse = true;
+            else if (strcmp(optarg, "ladder") != 0)
+                ml_usage_error("--experiment '%s': expected ladder or reuse", optarg);
+            break;
+        case 'r': reuse_size = ml_parse_size(optarg, "--reuse-size"); break;
+        case 'm': threshold = ml_parse_long(optarg, "--mallopt", 0, 32L << 20); break;
+        case 'h': usage(); return 0;
+        default: ml_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        ml_usage_error("unexpected argument '%s'", argv[optind]);
+    size_t sizes[MAX_LADDER];
+    size_t n = do_reuse ? 0 : parse_ladder(ladder_arg, sizes);
+
+    if (threshold > 0) {
+        if (mallopt(M_MMAP_THRESHOLD, (int)threshold) != 1)
+            ml_die("mallopt(M_MMAP_THRESHOLD, %ld)", threshold);
+        printf("threshold: mallopt(M_MMAP_THRESHOLD, %ld)\n", threshold);
+    }
+    const char *env = getenv("MALLOC_MMAP_THRESHOLD_");
+    const char *tun = getenv("GLIBC_TUNABLES");
+    if (env)
+        printf("threshold: MALLOC_MMAP_THRESHOLD_=%s\n", env);
+    if (tun)
+        printf("threshold: GLIBC_TUNABLES=%s\n", tun);
+    if (!env && !tun && threshold <= 0)
+        printf("threshold: glibc's default (128 KiB, raised by free() of a mapped block)\n");
+    printf("\n");
+
+    ml_checkpoint("start");
+    if (do_reuse)
+        reuse(reuse_size);
+    else
+        ladder(sizes, n);
+    ml_checkpoint("done");
+    return 0;
+}
