@@ -27,7 +27,7 @@ SEED   ?=
 VM     ?=
 GRADER_ARGS = $(if $(SEED),--seed $(SEED)) $(if $(VM),--vm)
 
-.PHONY: all build help grade handout test test-c test-py clean deps $(addprefix lab-,$(ALL_LABS))
+.PHONY: all build help grade doctor handout test test-c test-py clean deps $(addprefix lab-,$(ALL_LABS))
 .DEFAULT_GOAL := help
 
 all build: $(LIBMEMLAB) $(LAB_BINS)
@@ -41,6 +41,7 @@ help:
 	@echo "Targets:"
 	@echo "  make grade           run every lab, print the scores, write $(BUILD)/results.json"
 	@echo "  make test            the project's own tests (C unit tests, grader tests, end to end)"
+	@echo "  make doctor          what this machine supports, and what each lab will skip here"
 	@echo "  make handout         the student version in dist/handout/ (solutions stripped)"
 	@echo "  make build           compile the helper library and every lab"
 	@echo "  make clean           remove $(BUILD)/ and dist/"
@@ -77,6 +78,9 @@ $(addprefix lab-,$(ALL_LABS)): lab-%: $(call DEPS,build+grade)
 
 grade: $(call DEPS,build+grade)
 	@$(PY) -m grader grade $(GRADER_ARGS) $(if $(LABS),--labs "$(LABS)")
+
+doctor: $(call DEPS,build+grade)
+	@$(PY) -m grader doctor
 
 handout: $(call DEPS,build+grade)
 	@$(PY) -m grader handout --out dist/handout

@@ -30,6 +30,17 @@ def _labs(root: Path, names: list[str] | None):
     return [by_name[n] for n in names]
 
 
+_MACHINE: dict = {}
+
+
+def _machine(root: Path) -> dict:
+    """What `make doctor` says of this machine, for results.json (computed once)."""
+    if not _MACHINE:
+        from .doctor import collect
+        _MACHINE.update(collect(root))
+    return _MACHINE
+
+
 def _seed(args) -> int:
     return args.seed if args.seed is not None else secrets.randbelow(1_000_000)
 
@@ -46,7 +57,8 @@ def cmd_run(args) -> int:
     log = root / "build" / "logs" / f"{lab.name}.log"
     write_atomic(log, log_text(res))
     write_results(root / "build" / f"results-{lab.name}.json",
-                  results_document([res], envmod.facts(), seed, time.monotonic() - t0))
+                  results_document([res], envmod.facts(), seed, time.monotonic() - t0,
+                                   extra={"machine": _machine(root)}))
     print(lab_report(res, color, log.relative_to(root) if log.is_relative_to(root) else log))
     return 0 if res.passed else 1
 
@@ -67,7 +79,8 @@ def cmd_grade(args) -> int:
         results.append(res)
         write_atomic(root / "build" / "logs" / f"{lab.name}.log", log_text(res))
         write_results(Path(args.results), results_document(results, envmod.facts(), seed,
-                                                           time.monotonic() - t0))
+                                                           time.monotonic() - t0,
+                                                           extra={"machine": _machine(root)}))
         skipped = sum(v.check.points for v in res.verdicts if v.status == "skip")
         print(f"{chr(13) if sys.stdout.isatty() else ''}  {lab.name:<12} "
               f"{points(res.score)}/{points(res.max_score)}"
@@ -109,6 +122,17 @@ def cmd_env(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import collect, render
+    data = collect(Path(args.root), args.fake_root or "/")
+    if args.json:
+        import json
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(render(data))
+    return 0
+
+
 def cmd_handout(args) -> int:
     from .handout import HandoutError, make_handout
     try:
@@ -144,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     h.set_defaults(func=cmd_handout)
 
     sub.add_parser("list", help="the labs").set_defaults(func=cmd_list)
-    sub.add_parser("env", help="what this machine supports").set_defaults(func=cmd_env)
+    sub.add_parser("env", help="the raw facts and features").set_defaults(func=cmd_env)
+    d = sub.add_parser("doctor", help="what this machine supports and what each lab will do here")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--fake-root", help=argparse.SUPPRESS)
+    d.set_defaults(func=cmd_doctor)
 
     args = p.parse_args(argv)
     try:

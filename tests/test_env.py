@@ -99,7 +99,7 @@ def test_facts_of_this_machine_has_every_documented_fact():
     f = envmod.facts()
     assert set(f) == {"kernel", "arch", "glibc", "page_size", "pmd_size", "thp", "thp_defrag",
                       "aslr", "cgroup", "root", "container", "cpus", "numa_nodes", "zero_page",
-                      "perf_paranoid"}
+                      "perf_paranoid", "numa_distances"}
     assert f["thp"] in ("always", "madvise", "never", "unsupported")
     assert f["cgroup"] in (1, 2, None)
     assert envmod.facts() is f                   # cached
