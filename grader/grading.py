@@ -80,6 +80,10 @@ def _take(cap, ev: Evaluator, cp: Checkpoint, page: int):
     if cap.kind == "pages":
         addr, length, byte = ev.eval(cap.addr), ev.eval(cap.length), ev.eval(cap.count_pages_not)
         return procfs.pages_not_filled(cp.pid, int(addr), int(length), int(byte) & 0xFF, page)
+    if cap.kind == "foreign":
+        addr, length = ev.eval(cap.addr), ev.eval(cap.length)
+        allowed = bytes(int(b) & 0xFF for b in ev.eval(cap.count_pages_foreign))
+        return procfs.pages_with_foreign_bytes(cp.pid, int(addr), int(length), allowed, page)
     if cap.kind == "cgroup":
         return NS(cgroupmod.counters(ev.eval(cap.cgroup)), "cgroup counter")
     if cap.kind == "numa":

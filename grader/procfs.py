@@ -268,3 +268,32 @@ def numa_placement(pid: int, addr: int) -> dict:
         return {"policy": fields[1] if len(fields) > 1 else "", "pages": pages,
                 "total": sum(pages), "start": vma.start, "size": vma.size}
     raise ProcError(f"/proc/{pid}/numa_maps has no line for the mapping at {vma.start:#x}")
+
+
+def pages_with_foreign_bytes(pid: int, addr: int, length: int, allowed: bytes, page: int) -> int:
+    """How many pages of [addr, addr+length) hold a byte value not in `allowed`."""
+    if length <= 0 or length > 1 << 34 or addr % page or length % page:
+        raise ProcError(f"bad region {addr:#x}+{length} for a page count")
+    chunk = 4 << 20
+    foreign = 0
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem: {e.strerror}") from None
+    try:
+        off = 0
+        while off < length:
+            n = min(chunk, length - off)
+            data = os.pread(fd, n, addr + off)
+            if len(data) != n:
+                raise ProcError(f"/proc/{pid}/mem: short read at {addr + off:#x}")
+            if data.translate(None, allowed):          # something else is there
+                for i in range(0, n, page):
+                    if data[i:i + page].translate(None, allowed):
+                        foreign += 1
+            off += n
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem at {addr + off:#x}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return foreign

@@ -67,11 +67,12 @@ class Capture:
     cgroup: str = ""
     pids: str = ""
     numa: str = ""          # an address: where the pages of its mapping are, per node
+    count_pages_foreign: str = ""   # a list of byte values: pages holding any other byte
 
     @property
     def kind(self) -> str:
-        return ("pages" if self.count_pages_not else "cgroup" if self.cgroup else
-                "numa" if self.numa else "pids")
+        return ("pages" if self.count_pages_not else "foreign" if self.count_pages_foreign else
+                "cgroup" if self.cgroup else "numa" if self.numa else "pids")
 
 
 @dataclass
@@ -229,18 +230,20 @@ def load(lab_dir: Path) -> Lab:
         captures = []
         for j, c in enumerate(r.get("capture", [])):
             cw = f"{rw} capture #{j + 1}"
-            _keys(c, {"at", "name", "addr", "length", "count_pages_not", "cgroup", "pids", "numa"}, cw)
+            _keys(c, {"at", "name", "addr", "length", "count_pages_not", "count_pages_foreign",
+                      "cgroup", "pids", "numa"}, cw)
             for k in ("at", "name"):
                 _want(isinstance(c.get(k), str), cw, f"needs '{k}'")
-            kinds = [k for k in ("count_pages_not", "cgroup", "pids", "numa") if k in c]
-            _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not (with addr and "
-                  "length), cgroup, pids, numa")
-            if "count_pages_not" in c:
-                _want("addr" in c and "length" in c, cw, "count_pages_not needs addr and length")
+            kinds = [k for k in ("count_pages_not", "count_pages_foreign", "cgroup", "pids", "numa")
+                     if k in c]
+            _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not or "
+                  "count_pages_foreign (with addr and length), cgroup, pids, numa")
+            if kinds[0].startswith("count_pages"):
+                _want("addr" in c and "length" in c, cw, f"{kinds[0]} needs addr and length")
             captures.append(Capture(c["at"], c["name"],
                                     **{k: _expr(c[k], cw) for k in
                                        ("addr", "length", "count_pages_not", "cgroup", "pids",
-                                        "numa")
+                                        "numa", "count_pages_foreign")
                                        if k in c}))
         # traced when strace works here; checks that read `trace` require "strace"
         strace = _strlist(r.get("strace", []), f"{rw} strace")

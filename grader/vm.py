@@ -40,7 +40,7 @@ QEMU = "qemu-system-x86_64"
 BUILD_TIMEOUT = 900          # fetching the kernel on a slow mirror
 BOOT_TIMEOUT = 180           # from starting QEMU to the command's start marker
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-KERNEL_ARGS = "console=ttyS0 panic=-1 cgroup_no_v1=all"
+KERNEL_ARGS = "console=ttyS0 panic=-1 cgroup_no_v1=all tsc=reliable"
 
 
 @dataclass

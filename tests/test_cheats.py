@@ -49,6 +49,12 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "parent_fill_faults": "it really fills the buffer, and measures it",
         "child_shares_pages": "it really forks: the child does share every page",
     },
+    ("cow", "dontneed_child"): {
+        "parent_fill_faults": "it really fills the buffer, and measures it",
+        "child_shares_pages": "it really forks: the child does share every page",
+        "child_reads_free": "its child really reads every shared page, and measures it",
+        "parent_intact": "the parent's data really stays intact (nothing touched it)",
+    },
     ("cow", "fresh_child"): {
         "parent_fill_faults": "it really fills the buffer, and measures it",
         "child_shares_pages": "it really forks: the child does share every page",
@@ -124,14 +130,14 @@ def test_cheat_scores_nothing(path: Path, seed, grade_source, grade_reference):
     not_ran = [f"{v.check.name}: {v.message}" for v in res.verdicts
                if ran_check(v.check.name) and v.status != "ok"]
     assert not not_ran, f"the cheat itself is broken: {not_ran}"
+    silent = [v.check.name for v in res.verdicts if v.status == "fail" and not v.message.strip()]
+    assert not silent, f"failing verdicts without a message: {silent}"
 
     earned = EARNED.get((lab, cheat), {})
     graded = [v for v in res.verdicts if not ran_check(v.check.name) and v.check.name not in earned]
     holes = [_verdict_line(v) for v in graded if v.status not in ("fail", "skip")]
     assert not holes, (f"grader hole: the cheat {lab}/{cheat} (seed {seed}) passes "
                        + "; ".join(holes))
-    silent = [v.check.name for v in res.verdicts if v.status == "fail" and not v.message.strip()]
-    assert not silent, f"failing verdicts without a message: {silent}"
     assert any(v.status == "fail" for v in graded), \
         f"the cheat {lab}/{cheat} loses no check at all: it scores {res.score}/{res.max_score}"
 

@@ -1,0 +1,214 @@
+"""The QEMU guest of grader/vm.py (docs/vm.md): one boot per session runs a shell script
+that reports what the guest looks like, then each test checks one fact of its report.
+
+Select them with `pytest tests/test_vm.py` (or `-m vm`); MEMLAB_SKIP_VM=1 skips them.
+They skip, with the reason, where QEMU cannot be installed or run (grader.vm.guest_available).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import vm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_ok, _reason, _fix = vm.guest_available()
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.skipif(not _ok, reason=f"no QEMU guest here: {_reason}"
+                       + (f" (fix: {_fix})" if _fix else "")),
+    pytest.mark.skipif(os.environ.get("MEMLAB_SKIP_VM", "") not in ("", "0"),
+                       reason="MEMLAB_SKIP_VM is set"),
+]
+
+# Built on the host, run in the guest: binds 16 MiB to node 1 (mbind), counts where the
+# pages are (move_pages query), moves them to node 0; or allocates and touches N MiB.
+PROBE_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MPOL_BIND 2
+#define MPOL_MF_MOVE (1 << 1)
+
+static int count_on(void **pages, int n, int node)
+{
+    int *status = calloc(n, sizeof *status), c = 0;
+    if (syscall(SYS_move_pages, 0, n, pages, NULL, status, 0) != 0) { perror("move_pages"); exit(1); }
+    for (int i = 0; i < n; i++) c += status[i] == node;
+    free(status);
+    return c;
+}
+
+int main(int argc, char **argv)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (argc == 3 && strcmp(argv[1], "hog") == 0) {
+        size_t len = (size_t)atoi(argv[2]) << 20;
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) { perror("mmap"); return 1; }
+        for (size_t i = 0; i < len; i += page) p[i] = 1;
+        printf("hog survived\n");
+        return 0;
+    }
+    int n = (16 << 20) / page;
+    char *p = mmap(NULL, (size_t)n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    unsigned long mask = 1UL << 1;
+    if (syscall(SYS_mbind, p, (unsigned long)n * page, MPOL_BIND, &mask, 8 * sizeof mask, 0) != 0) {
+        perror("mbind"); return 1;
+    }
+    memset(p, 1, (size_t)n * page);
+    void **pages = malloc(n * sizeof *pages);
+    int *nodes = malloc(n * sizeof *nodes), *status = malloc(n * sizeof *status);
+    for (int i = 0; i < n; i++) { pages[i] = p + (size_t)i * page; nodes[i] = 0; }
+    printf("probe_pages=%d\nprobe_on_node1=%d\n", n, count_on(pages, n, 1));
+    if (syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE) < 0) { perror("move_pages"); return 1; }
+    printf("probe_moved_to_node0=%d\n", count_on(pages, n, 0));
+    return 0;
+}
+"""
+
+# Runs in the guest, in the project directory; prints key=value lines.
+SCRIPT = r"""
+probe=$1
+echo "cgroup_lines=$(cat /proc/self/cgroup | tr '\n' ';')"
+echo "v1_mounts=$(grep -c ' cgroup ' /proc/mounts)"
+echo "sys_nodes=$(cd /sys/devices/system/node && echo node*)"
+echo "numactl_nodes=$(numactl --hardware | sed -n 's/^available: \([0-9]*\) nodes.*/\1/p')"
+echo "kernel=$(uname -r)"
+echo "cmdline=$(cat /proc/cmdline)"
+echo "subtree_control=$(cat /sys/fs/cgroup/cgroup.subtree_control)"
+cg=/sys/fs/cgroup/memlab-vm-test
+mkdir $cg && echo 32M >$cg/memory.max && echo "memory_max=$(cat $cg/memory.max)"
+sh -c "echo \$\$ >$cg/cgroup.procs && exec $probe hog 64"
+echo "hog_status=$?"
+echo "oom_kill=$(sed -n 's/^oom_kill //p' $cg/memory.events)"
+/usr/bin/python3 -c 'import sys, tomllib; print("python=" + sys.version.split()[0])'
+$probe
+echo "probe_status=$?"
+/usr/bin/python3 -m grader env >build/vm/tests/grader-env.txt 2>&1
+echo "grader_env_status=$?"
+echo "grader_env_cgroup=$(sed -n 's/^cgroup  *//p' build/vm/tests/grader-env.txt)"
+echo "grader_env_numa_nodes=$(sed -n 's/^numa_nodes  *//p' build/vm/tests/grader-env.txt)"
+touch /tmp/x && echo "tmp_writable=yes"
+echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
+exit 7
+"""
+
+
+@pytest.fixture(scope="session")
+def guest():
+    """One boot: (GuestResult, {key: value} of its report, seconds from call to result)."""
+    out = ROOT / "build" / "vm" / "tests"
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / "probe"
+    (out / "probe.c").write_text(PROBE_C)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(probe), str(out / "probe.c")], check=True)
+    vm.prepare(ROOT)  # fetch and build outside the timing (cold: about 15 s)
+    t0 = time.monotonic()
+    res = vm.run_in_guest(ROOT, ["/bin/sh", "-c", SCRIPT, "probe", str(probe)], timeout=300)
+    wall = time.monotonic() - t0
+    print(f"\nguest: booted in {res.boot_seconds:.1f} s, result after {wall:.1f} s "
+          f"(QEMU ran {res.seconds:.1f} s)")
+    report = dict(ln.split("=", 1) for ln in res.output.splitlines() if "=" in ln)
+    return res, report, wall
+
+
+def test_guest_ran_the_script(guest):
+    res, report, wall = guest
+    assert res.error == "", f"{res.error}\n--- output:\n{res.output}"
+    assert res.exit == 7, res.output
+    assert "uptime" in report, res.output
+    assert 0 < res.boot_seconds < wall
+
+
+def test_output_has_no_kernel_messages(guest):
+    res, _, _ = guest
+    assert res.output.startswith("cgroup_lines="), res.output[:500]
+    assert "Linux version" in res.console and "Linux version" not in res.output
+
+
+def test_stock_kernel_and_command_line(guest):
+    _, report, _ = guest
+    assert report["kernel"] != os.uname().release or "amd64" in report["kernel"]
+    assert report["kernel"].endswith("-amd64"), report["kernel"]
+    assert "cgroup_no_v1=all" in report["cmdline"].split()
+
+
+def test_pure_cgroup_v2(guest):
+    _, report, _ = guest
+    assert report["cgroup_lines"] == "0::/;"
+    assert report["v1_mounts"] == "0"
+    assert {"memory", "pids"} <= set(report["subtree_control"].split())
+
+
+def test_two_numa_nodes(guest):
+    _, report, _ = guest
+    assert report["sys_nodes"] == "node0 node1"
+    assert report["numactl_nodes"] == "2"
+
+
+def test_memory_cgroup_limit_and_oom_kill(guest):
+    _, report, _ = guest
+    assert report["memory_max"] == str(32 << 20)
+    assert report["hog_status"] == "137"  # SIGKILL by the OOM killer
+    assert int(report["oom_kill"]) >= 1
+
+
+def test_python_and_tomllib(guest):
+    _, report, _ = guest
+    assert report["python"].startswith("3.")
+
+
+def test_host_built_program_places_pages_on_node1(guest):
+    _, report, _ = guest
+    assert report["probe_status"] == "0"
+    n = int(report["probe_pages"])
+    assert int(report["probe_on_node1"]) == n
+    assert int(report["probe_moved_to_node0"]) == n
+
+
+def test_grader_runs_unchanged(guest):
+    _, report, _ = guest
+    assert report["grader_env_status"] == "0"
+    assert report["grader_env_cgroup"] == "2"
+    assert report["grader_env_numa_nodes"] == "2"
+
+
+def test_project_tree_writable_and_tmp(guest):
+    _, report, _ = guest
+    assert (ROOT / "build" / "vm" / "tests" / "grader-env.txt").read_text().strip()
+    assert report["tmp_writable"] == "yes"
+
+
+def test_exit_status_and_output_framing_edge_cases():
+    """A second, short boot: output without a final newline, a status above 127 (which
+    isa-debug-exit alone cannot carry), stderr merged into the output."""
+    res = vm.run_in_guest(ROOT, ["/bin/sh", "-c", "echo out; echo err >&2; printf tail; exit 200"],
+                          timeout=300, nodes=1, cpus=1, memory_mb=512)
+    assert res.error == "", res.error
+    assert res.exit == 200
+    assert res.output == "out\nerr\ntail"
+
+
+def test_timeout_kills_the_guest():
+    t0 = time.monotonic()
+    res = vm.run_in_guest(ROOT, ["sleep", "600"], timeout=4, nodes=1, cpus=1, memory_mb=256)
+    assert time.monotonic() - t0 < 30
+    assert res.exit is None
+    assert "QEMU killed" in res.error
+
+
+def test_argument_checks():
+    assert "no command" in vm.run_in_guest(ROOT, []).error
+    assert "128 MB per node" in vm.run_in_guest(ROOT, ["true"], memory_mb=64).error
