@@ -33,6 +33,7 @@ class Verdict:
     message: str = ""               # why it failed / was skipped
     fix: str = ""                   # for a skip: what would make it run
     internal: bool = False          # the check itself is broken (a grader bug)
+    hint: str = ""                  # the check's hint, placeholders filled
     extra: dict = field(default_factory=dict)
 
     @property
@@ -180,6 +181,7 @@ def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
     names = run_namespace(run, runs, values, facts)
     ev = Evaluator(names, functions(names))
     placeholders = {**values}
+    v.hint = fill_placeholders(check.hint, placeholders)
     try:
         observed = ev.eval(check.observed)
         v.observed = observed

@@ -49,8 +49,8 @@ def verdict_lines(v: Verdict, color: bool, show_hidden_tag: bool = True) -> list
             and not isinstance(v.observed, bool) else head
     elif v.status == "fail":
         lines.append(f"               {v.message}")
-        if v.check.hint:
-            lines.append(f"               hint: {v.check.hint}")
+        if v.hint:
+            lines.append(f"               hint: {v.hint}")
     else:
         lines.append(f"               skipped: {v.message}")
         if v.fix:

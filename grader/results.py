@@ -32,7 +32,7 @@ def test_entry(v: Verdict, number: str, params: dict) -> dict:
     elif v.status == "skip":
         output = f"SKIPPED on the grading machine: {v.message}." + (f" To run it: {v.fix}." if v.fix else "")
     else:
-        output = f"FAILED: {c.title}. {v.message}." + (f"\nHint: {c.hint}" if c.hint else "")
+        output = f"FAILED: {c.title}. {v.message}." + (f"\nHint: {v.hint}" if v.hint else "")
     return {
         "name": f"{v.lab}: {c.title}",
         "number": number,

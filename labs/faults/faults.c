@@ -147,9 +147,9 @@ static void show(const struct step *s, const struct step *prev, const char *note
         return;
     }
     long dmin = prev && prev->measured ? s->snap.ru.minflt - prev->snap.ru.minflt : 0;
-    printf("  %-14s %9ld %8ld %10.1f %10.1f   %s\n", s->name, dmin,
-           s->snap.ru.majflt, s->snap.st.rss_anon_kb / 1024.0,
-           s->snap.ro.anon_huge_kb / 1024.0, note);
+    long dmaj = prev && prev->measured ? s->snap.ru.majflt - prev->snap.ru.majflt : 0;
+    printf("  %-14s %9ld %8ld %10.1f %10.1f   %s\n", s->name, dmin, dmaj,
+           s->snap.st.rss_anon_kb / 1024.0, s->snap.ro.anon_huge_kb / 1024.0, note);
 }
 
 /* Report the difference of one counter between two steps, if both were measured. */
@@ -202,6 +202,7 @@ int main(int argc, char **argv)
     printf("faults: %s variant, %zu MiB = %zu pages of %zu KiB\n\n", variant_names[v],
            len / MiB, len / page, page / KiB);
     printf("  %-14s %9s %8s %10s %10s\n", "step", "minflt", "majflt", "anon MiB", "huge MiB");
+    printf("  %-14s %18s %21s\n", "", "(in this step)", "(after it)");
 
     struct step start, mapped, reread, touched;
     take(&start, "start");
@@ -232,7 +233,8 @@ int main(int argc, char **argv)
     show(&touched, before, v == POPULATE ? "already present: (almost) no faults"
                          : v == READ_FIRST ? (zero_page ? "each write copies the zero page: a fault again"
                                                         : "already private pages: no fault")
-                         : v == THP ? "one fault per 2 MiB huge page"
+                         : v == THP ? (misalign ? "2 MiB pages inside, 4 KiB faults at the unaligned ends"
+                                                : "one fault per 2 MiB huge page")
                                     : "one minor fault per page");
 
     report_delta("mmap_minflt", &start, &mapped, start.snap.ru.minflt, mapped.snap.ru.minflt);
@@ -245,7 +247,8 @@ int main(int argc, char **argv)
 
     if (touched.measured && mapped.measured) {
         long faults = touched.snap.ru.minflt - mapped.snap.ru.minflt;
-        printf("\n%zu pages touched for %ld minor faults (%.3f per page)", len / page, faults,
+        printf("\n%zu pages %s for %ld minor faults (%.3f per page)", len / page,
+               v == READ_FIRST ? "read, then written," : "touched", faults,
                (double)faults / (double)(len / page));
         if (touched.snap.ro.anon_huge_kb > 0)
             printf("; %ld MiB are backed by 2 MiB pages", touched.snap.ro.anon_huge_kb / 1024);

@@ -117,7 +117,7 @@ static const char *classify(const struct ml_vma *v, const char *exe, struct exte
     END SOLUTION */
 }
 
-static void print_maps(const char *exe)
+static void print_maps(const char *exe, struct extent self, const void *large)
 {
     struct ml_maps_iter it;
     struct ml_vma v;
@@ -128,6 +128,10 @@ static void print_maps(const char *exe)
         const char *p = v.path;
         if (strcmp(p, exe) == 0)
             p = "(this program)";
+        else if (p[0] == '\0' && v.start == self.end)
+            p = "(anonymous: the rest of .bss)";
+        else if (p[0] == '\0' && (uintptr_t)large >= v.start && (uintptr_t)large < v.end)
+            p = "(anonymous: holds the large block)";
         printf("  %012lx-%012lx %s %8llx %s\n", (unsigned long)v.start, (unsigned long)v.end,
                v.perms, v.offset, p);
     }
@@ -189,7 +193,7 @@ int main(int argc, char **argv)
     struct extent self = exe_extent(exe);
     printf("maps: %s (loaded at %#lx)\n\n", ml_progname, (unsigned long)self.start);
     printf("  %-11s %-16s %-29s %-5s %-8s %s\n", "object", "address", "mapping", "perms",
-           "kind", "offset in file mapping");
+           "kind", "offset from the load address");
     char name[64];
     for (size_t i = 0; i < nobj; i++) {
         const struct object *o = &objects[i];
@@ -229,7 +233,7 @@ int main(int argc, char **argv)
     ml_report_long("large_size", (long long)large);
     ml_checkpoint("placed");
     if (!quiet)
-        print_maps(exe);
+        print_maps(exe, self, large_block);
     free(small_block);
     free(large_block);
     ml_checkpoint("done");

@@ -135,6 +135,8 @@ static void ladder(const size_t *sizes, size_t n)
         free(blocks[i]);
 }
 
+static bool explicit_threshold;   /* set by mallopt or the environment: no dynamic raise */
+
 static void reuse(size_t size)
 {
     void *first = malloc(size);
@@ -171,15 +173,27 @@ static void reuse(size_t size)
     report_where("reuse.first", w_first);
     report_where("reuse.again", w_again);
     report_where("reuse.later", w_later);
-    printf("  malloc(%zu)  = %#-16lx %s\n", size, (unsigned long)first_addr, w_first);
-    printf("  free, then malloc(%zu) = %-16p %s\n", size, again, w_again);
-    printf("  malloc(%zu) = %-16p %s\n", 2 * size, later, w_later);
+    printf("  %-28s %-16s %s\n", "request", "address", "where");
+    char what[64];
+    snprintf(what, sizeof what, "malloc(%zu)", size);
+    printf("  %-28s %#-16lx %s\n", what, (unsigned long)first_addr, w_first);
+    snprintf(what, sizeof what, "free, malloc(%zu)", size);
+    printf("  %-28s %-16p %s\n", what, again, w_again);
+    snprintf(what, sizeof what, "malloc(%zu)", 2 * size);
+    printf("  %-28s %-16p %s\n", what, later, w_later);
+    bool explicit = explicit_threshold;
     if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "heap") == 0)
         printf("\nFreeing the mapped block raised the threshold to its size, so the same\n"
                "request now came from the heap; the larger one is still mapped.\n");
-    else if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "mmap") == 0)
+    else if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "mmap") == 0 && explicit)
         printf("\nThe threshold did not move: it was set explicitly (mallopt, environment),\n"
                "which turns the dynamic adjustment off.\n");
+    else if (strcmp(w_first, "mmap") == 0 && strcmp(w_again, "mmap") == 0)
+        printf("\nThe threshold did not move: glibc raises it only up to 32 MiB (on 64-bit),\n"
+               "and this block is bigger.\n");
+    else if (strcmp(w_first, "heap") == 0)
+        printf("\nThe first block already came from the heap: it was below the threshold,\n"
+               "so there was no mapped block to free and nothing to raise.\n");
     free(again);
     free(later);
 }
@@ -237,6 +251,7 @@ int main(int argc, char **argv)
         printf("threshold: MALLOC_MMAP_THRESHOLD_=%s\n", env);
     if (tun)
         printf("threshold: GLIBC_TUNABLES=%s\n", tun);
+    explicit_threshold = env || (tun && strstr(tun, "mmap_threshold")) || threshold > 0;
     if (!env && !tun && threshold <= 0)
         printf("threshold: glibc's default (128 KiB, raised by free() of a mapped block)\n");
     printf("\n");
