@@ -45,7 +45,34 @@ def _seed(args) -> int:
     return args.seed if args.seed is not None else secrets.randbelow(1_000_000)
 
 
+def in_guest(args, argv: list[str]) -> int:
+    """Run this same grader command inside the QEMU guest (docs/vm.md): the labs
+    are built here first, the guest sees this tree and writes build/ in it."""
+    from . import vm
+    from .build import make_env
+    import subprocess
+    root = Path(args.root)
+    ok, reason, fix = vm.guest_available()
+    if not ok:
+        print(f"memlab: cannot use the QEMU guest: {reason}" + (f" (fix: {fix})" if fix else ""),
+              file=sys.stderr)
+        return 2
+    p = subprocess.run(["make", "-s", "-C", str(root), "build"], env=make_env())
+    if p.returncode != 0:
+        return p.returncode
+    print("memlab: running in a QEMU guest (Debian's kernel, cgroup v2, two NUMA nodes; "
+          "see docs/vm.md) ...", flush=True)
+    res = vm.run_in_guest(root, [sys.executable, "-m", "grader"] + argv, stream=sys.stdout,
+                          timeout=args.vm_timeout)
+    if res.error:
+        print(f"memlab: the guest failed: {res.error}", file=sys.stderr)
+        return 2
+    return res.exit if res.exit is not None else 2
+
+
 def cmd_run(args) -> int:
+    if args.vm:
+        return in_guest(args, ["run", args.lab, "--seed", str(_seed(args))])
     root = Path(args.root)
     lab = load(root / "labs" / args.lab) if (root / "labs" / args.lab / "lab.toml").is_file() \
         else _labs(root, [args.lab])[0]
@@ -64,6 +91,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    if args.vm:
+        argv = ["grade", "--seed", str(_seed(args)), "--results", args.results]
+        if args.labs:
+            argv += ["--labs", args.labs]
+        if args.quiet:
+            argv.append("--quiet")
+        return in_guest(args, argv)
     root = Path(args.root)
     labs = _labs(root, args.labs.split() if args.labs else None)
     seed = _seed(args)
@@ -154,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="build, run and grade one lab, showing its output")
     r.add_argument("lab")
     r.add_argument("--seed", type=int)
+    r.add_argument("--vm", action="store_true", help="run it in a QEMU guest (docs/vm.md)")
+    r.add_argument("--vm-timeout", type=float, default=900, help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_run)
 
     g = sub.add_parser("grade", help="grade every lab (or --labs) and write results.json")
@@ -161,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int)
     g.add_argument("--results", default=str(ROOT / "build" / "results.json"))
     g.add_argument("--quiet", action="store_true", help="only the summary")
+    g.add_argument("--vm", action="store_true", help="grade in a QEMU guest (docs/vm.md)")
+    g.add_argument("--vm-timeout", type=float, default=1800, help=argparse.SUPPRESS)
     g.set_defaults(func=cmd_grade)
 
     h = sub.add_parser("handout", help="write the student version (solutions stripped)")

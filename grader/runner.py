@@ -268,6 +268,8 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     lab_env = dict(LAB_ENV)
+    if os.environ.get("MEMLAB_SCRATCH"):   # a disk-backed directory (the QEMU guest sets one)
+        lab_env["MEMLAB_SCRATCH"] = os.environ["MEMLAB_SCRATCH"]
     lab_env.update(env or {})
     lab_fd = theirs.fileno()
     lab_env["MEMLAB_FD"] = str(lab_fd)
@@ -282,6 +284,10 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
         theirs.close()
         ours.close()
         res.error = f"could not start {argv[0]}: {e.strerror}"
+        if tracefile:
+            os.unlink(tracefile)
+        if not cwd:
+            _rmtree(workdir)
         return res
     theirs.close()
     pidfd = os.pidfd_open(proc.pid)

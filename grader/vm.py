@@ -94,9 +94,15 @@ def guest_available() -> tuple[bool, str, str]:
     return False, f"{QEMU} is not installed (installing it needs root)", f"sudo {install}"
 
 
+_prepared: dict[Path, dict] = {}  # per process: vm/build.py already ran for this tree
+
+
 def prepare(root: Path, quiet: bool = True) -> dict:
     """Fetch and build what the guest needs (vm/build.py; cached), return build/vm/guest.json."""
     vmdir = Path(root).resolve() / "build" / "vm"
+    known = _prepared.get(vmdir)
+    if known and all(Path(known[k]).is_file() for k in ("kernel", "initrd")):
+        return known
     argv = [sys.executable, str(CODE_ROOT / "vm" / "build.py"), "--vm-dir", str(vmdir)]
     if quiet:
         argv.append("--quiet")
@@ -110,7 +116,8 @@ def prepare(root: Path, quiet: bool = True) -> dict:
     if p.returncode != 0:
         msg = (p.stderr or b"").decode("utf-8", "replace").strip()
         raise GuestError(msg or f"vm/build.py failed (exit {p.returncode})")
-    return json.loads((vmdir / "guest.json").read_text())
+    _prepared[vmdir] = json.loads((vmdir / "guest.json").read_text())
+    return _prepared[vmdir]
 
 
 def _smp_numa(memory_mb: int, cpus: int, nodes: int) -> list[str]:
@@ -161,9 +168,29 @@ def qemu_argv(guest: dict, root: Path, job: Path, token: str, console: Path, *,
                        "multidevs=remap"]
 
 
+SCRATCH_MB = 512
+
+
+def scratch_disk(jobdir: Path) -> list[str]:
+    """A fresh ext4 image for this run (sparse: costs almost nothing), attached as
+    the guest's /dev/vda; /init mounts it on /tmp/scratch (MEMLAB_SCRATCH)."""
+    img = jobdir / "scratch.img"
+    with open(img, "wb") as f:
+        f.truncate(SCRATCH_MB << 20)
+    mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+    try:
+        p = subprocess.run([mkfs, "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1",
+                            str(img)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise GuestError(f"cannot make the scratch disk with {mkfs}: {e}") from None
+    if p.returncode != 0:
+        raise GuestError(f"mkfs.ext4 failed: {p.stderr.strip()}")
+    return ["-drive", f"file={str(img).replace(',', ',,')},if=virtio,format=raw,cache=unsafe"]
+
+
 def job_script(root: Path, argv: list[str], env: dict[str, str] | None) -> str:
     environ = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb",
-               "MEMLAB_GUEST": "1", **(env or {})}
+               "MEMLAB_GUEST": "1", "MEMLAB_SCRATCH": "/tmp/scratch", **(env or {})}
     return ("# written by grader/vm.py: run in the guest, chrooted into the host's /\n"
             f"cd {shlex.quote(str(root))} || exit 125\n"
             "exec env -i " + " ".join(shlex.quote(f"{k}={v}") for k, v in environ.items())
@@ -185,7 +212,7 @@ class _Framer:
         self.output = bytearray()
         self.sink = sink
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.emitted = 0
+        self.started_at = 0.0
 
     def _emit(self, upto: int) -> None:
         chunk = self.buf[:upto]
@@ -215,11 +242,12 @@ class _Framer:
             nl = self.buf.find(b"\n", i + len(self.end))
             if nl < 0:
                 return
+            word = self.buf[i + len(self.end):nl]
             self._emit(i)
             try:
-                self.status = int(self.buf[len(self.end):nl])
+                self.status = int(word)
             except ValueError:
-                self.init_error = "unreadable end marker: " + self.buf[:nl].decode("ascii", "replace")
+                self.init_error = "unreadable end marker: " + word.decode("ascii", "replace")
             if self.sink:
                 self.sink(self.decoder.decode(b"", final=True))
             return
@@ -270,7 +298,7 @@ def _diagnose(console: str) -> str:
             return "kernel panic: " + ln.split("Kernel panic - ", 1)[-1].strip()
     init_errs = [ln for ln in lines if ln.startswith("memlab-init:")]
     tail = init_errs[-3:] or [ln for ln in lines if ln.strip()][-5:]
-    return "last console lines:\n  " + "\n  ".join(tail) if tail else "the console is empty"
+    return "Last console lines:\n  " + "\n  ".join(tail) if tail else ""
 
 
 def run_in_guest(root: Path, argv: list[str], *, timeout: float = 600, memory_mb: int = 1024,
@@ -306,6 +334,7 @@ def run_in_guest(root: Path, argv: list[str], *, timeout: float = 600, memory_mb
         job.write_text(job_script(root, list(map(str, argv)), env))
         cmd = qemu_argv(guest, root, job, token, console, memory_mb=memory_mb, cpus=cpus,
                         nodes=nodes, debug=debug)
+        cmd += scratch_disk(jobdir)
     except GuestError as e:
         shutil.rmtree(jobdir, ignore_errors=True)
         return GuestResult(None, "", 0.0, str(e))
@@ -382,6 +411,8 @@ def _boot(cmd: list[str], token: str, console: Path, timeout: float, sink,
         if tail:
             tail.join(2)
     seconds = time.monotonic() - t0
+    if debug and stderr:
+        sys.stderr.write(stderr.decode("utf-8", "replace"))
     boot = (framer.started_at - t0) if framer.started else 0.0
     try:
         con = console.read_text(errors="replace")
@@ -393,7 +424,7 @@ def _boot(cmd: list[str], token: str, console: Path, timeout: float, sink,
         pass  # the end marker is the word, even if QEMU then had to be killed
     elif killed:
         res.exit = None
-        res.error = f"{killed}; QEMU killed. {_diagnose(con)}"
+        res.error = f"{killed}; QEMU killed. {_diagnose(con)}".strip()
     elif framer.init_error:
         res.error = f"the guest's /init failed: {framer.init_error}"
     elif framer.status is None:
@@ -402,8 +433,10 @@ def _boot(cmd: list[str], token: str, console: Path, timeout: float, sink,
             res.error = ("the command's output ended without the end marker; its exit status "
                          "comes from isa-debug-exit (low 7 bits only)")
         elif rc == 0:
-            res.error = (f"the guest reset or powered off before the command ended. "
-                         f"{_diagnose(con)}")
+            why = _diagnose(con)
+            res.error = ("the guest reset or powered off before the command ended"
+                         + (f": {why}" if why.startswith("kernel panic") else f". {why}"
+                            if why else "")).strip()
         else:
             res.error = f"{QEMU} failed (exit {rc})" + (f": {qemu_err}" if qemu_err else "")
     return res
@@ -424,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", type=int, default=1024, metavar="MB",
                    help="memory, split evenly between the nodes (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=600, help="seconds (default: %(default)s)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set an environment variable for the command (repeatable)")
     p.add_argument("--prepare", action="store_true", help="only fetch and build the guest")
     p.add_argument("--check", action="store_true", help="say whether QEMU can be used here")
     p.add_argument("-v", "--verbose", action="store_true", help="report timings on stderr")
@@ -440,13 +475,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"memlab vm: ready: {guest['package']} ({guest['kernel']}, {guest['initrd']})")
         return 0
+    env = dict(e.split("=", 1) for e in args.env if "=" in e)
+    if len(env) != len(args.env):
+        p.error("--env wants NAME=VALUE")
     if not cmd:
         p.error("no command: put it after --, e.g. python3 -m grader.vm -- cat /proc/self/cgroup")
+    try:
+        prepare(Path(args.root), quiet=False)  # progress on stderr when it has work to do
+    except GuestError as e:
+        print(f"memlab vm: cannot prepare the guest: {e}", file=sys.stderr)
+        return 125
     res = run_in_guest(Path(args.root), cmd, timeout=args.timeout, memory_mb=args.memory,
-                       cpus=args.cpus, nodes=args.nodes, stream=sys.stdout)
+                       cpus=args.cpus, nodes=args.nodes, stream=sys.stdout, env=env)
     if args.verbose:
-        print(f"memlab vm: booted in {res.boot_seconds:.1f} s, finished in {res.seconds:.1f} s, "
-              f"exit {res.exit}", file=sys.stderr)
+        booted = f"booted in {res.boot_seconds:.1f} s" if res.boot_seconds else "did not boot"
+        print(f"memlab vm: {booted}, QEMU ran {res.seconds:.1f} s, exit {res.exit}",
+              file=sys.stderr)
     if res.error:
         print(f"memlab vm: {res.error}", file=sys.stderr)
     return res.exit if res.exit is not None else 125

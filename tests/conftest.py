@@ -21,6 +21,10 @@ from grader.grading import LabResult, grade_lab  # noqa: E402
 LABS = [lab.name for lab in spec.discover(ROOT / "labs")]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots a QEMU guest (tests/test_vm.py; MEMLAB_SKIP_VM=1 skips)")
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -304,16 +304,19 @@ int main(int argc, char **argv)
     assert not os.path.exists(f"/proc/{res.figures['left']}")
 
 
-def test_a_program_that_cannot_start():
+def test_a_program_that_cannot_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))   # where its files go
     res = execute("missing", ["/nonexistent/memlab-lab"], timeout=5)
     assert res.error.startswith("could not start /nonexistent/memlab-lab") and not res.ok
     assert res.describe() == res.error
+    assert list(tmp_path.iterdir()) == []          # its run directory is removed
 
 
 # ---- the lab's surroundings ----------------------------------------------------------
 
 def test_environment_is_the_fixed_small_one(cc, monkeypatch):
     monkeypatch.setenv("MEMLAB_TEST_SECRET", "must-not-leak")
+    monkeypatch.delenv("MEMLAB_SCRATCH", raising=False)   # passed through when set (QEMU guest)
     prog = cc(r"""
 extern char **environ;
 int main(int argc, char **argv)

@@ -45,7 +45,9 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 KERNEL_META = "linux-image-amd64"
 # what /init loads; their dependencies are added from the modules themselves
-ROOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
+# virtio_blk and ext4: a scratch disk, a real disk-backed filesystem whose page
+# cache can be reclaimed (the cgroup lab needs one; tmpfs pages cannot go without swap)
+ROOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic", "ext4"]
 HOST_TOOLS = {  # command -> Debian package providing it
     "qemu-system-x86_64": "qemu-system-x86",
     "cpio": "cpio",
@@ -302,7 +304,7 @@ def extract_kernel(deb: Path, kdir: Path, pkg: str) -> None:
         boot = "vmlinux" if (stage / "vmlinux").is_file() else "vmlinuz"
         (stage / "kernel.json").write_text(json.dumps(
             {"format": FORMAT, "package": pkg, "deb": deb.name, "kver": kver, "boot": boot,
-             "modules": order},
+             "modules": order, "roots": ROOT_MODULES},
             indent=1) + "\n")
         shutil.rmtree(kdir, ignore_errors=True)
         stage.rename(kdir)
@@ -315,7 +317,8 @@ def _kernel_ok(kdir: Path) -> bool:
         info = json.loads((kdir / "kernel.json").read_text())
     except (OSError, ValueError):
         return False
-    return info.get("format") == FORMAT and (kdir / info["boot"]).is_file()
+    return info.get("format") == FORMAT and (kdir / info["boot"]).is_file() \
+        and info.get("roots") == ROOT_MODULES   # the module list changed: extract again
 
 
 def kernel(vmdir: Path, refresh: bool) -> dict:
@@ -334,6 +337,8 @@ def kernel(vmdir: Path, refresh: bool) -> dict:
         say(f"kernel: extracting vmlinuz and the 9p/virtio modules from {deb.name}")
         extract_kernel(deb, kdir, pkg)
         deb.unlink()
+        if not any(deb.parent.iterdir()):
+            deb.parent.rmdir()
         say(f"kernel: {pkg} ready in {time.monotonic() - t:.1f} s")
         changed.append("kernel")
     text = json.dumps({"package": pkg}) + "\n"

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define MAX_NODES 64
@@ -41,6 +42,19 @@ static void usage(void)
            "  -t, --to M        where to migrate the bound region (default: the next node)\n"
            "  -h, --help        this text\n",
            ml_progname);
+}
+
+/* An anonymous mapping with an inaccessible page on each side, so that the
+ * kernel cannot merge it with a neighbour: /proc/<pid>/numa_maps then shows
+ * exactly its pages on one line. */
+static char *map_isolated(size_t len, size_t page)
+{
+    char *p = mmap(NULL, len + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        ml_die("mmap");
+    if (mprotect(p + page, len, PROT_READ | PROT_WRITE) < 0)
+        ml_die("mprotect");
+    return p + page;
 }
 
 static void touch(char *p, size_t len, size_t page)
@@ -183,6 +197,9 @@ int main(int argc, char **argv)
     }
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     len = (len + page - 1) / page * page;
+    /* 4 KiB pages only: a THP "always" kernel would interleave 2 MiB at a time */
+    if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
+        ml_warn("prctl(PR_SET_THP_DISABLE)");
     int nodes = numa_max_node() + 1;
     if (nodes > MAX_NODES)
         nodes = MAX_NODES;
@@ -227,9 +244,7 @@ int main(int argc, char **argv)
     /* local (the default policy): placed on the node of the CPU that touches it */
     if (numa_run_on_node((int)node) < 0)
         ml_warn("numa_run_on_node(%ld)", node);
-    char *local = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (local == MAP_FAILED)
-        ml_die("mmap");
+    char *local = map_isolated(len, page);
     touch(local, len, page);
     report_counts("local", local, counts, nodes, where_are(local, len, page, counts, nodes));
 
@@ -250,17 +265,14 @@ int main(int argc, char **argv)
     /* preferred: node N if it has room (run on another node's CPU to see it matter) */
     numa_run_on_node((int)to);
     numa_set_preferred((int)node);
-    char *pref = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pref == MAP_FAILED)
-        ml_die("mmap");
+    char *pref = map_isolated(len, page);
     touch(pref, len, page);
     numa_set_localalloc();
     numa_run_on_node(-1);
     report_counts("preferred", pref, counts, nodes, where_are(pref, len, page, counts, nodes));
 
-    /* migrate the bound region to node M: its policy still says N, so lift it first */
-    if (mbind(bound, len, MPOL_DEFAULT, NULL, 0, 0) < 0)
-        ml_warn("mbind(MPOL_DEFAULT)");
+    /* migrate the bound region to node M (move_pages moves pages whatever the
+     * policy says; the policy only decides where new pages go) */
     long failed = migrate(bound, len, page, (int)to);
     ml_report_long("migrate_failed", failed);
     ml_report_long("migrate_to", to);
@@ -268,8 +280,8 @@ int main(int argc, char **argv)
     printf("\n  bound to node %ld, then moved to node %ld%s\n", node, to,
            nodes == 1 ? " (one node: nowhere else to go)" : "");
 
-    munmap(local, len);
-    munmap(pref, len);
+    munmap(local - page, len + 2 * page);
+    munmap(pref - page, len + 2 * page);
     numa_free(bound, len);
     numa_free(spread, len);
     ml_checkpoint("done");
