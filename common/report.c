@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,6 +163,44 @@ static void pause_here(const char *name)
     }
 }
 
+/* Send "cp <name> <fd>" with the write end of a fresh pipe attached
+ * (SCM_RIGHTS); <fd> is our read end's number, so the grader can see that we
+ * are blocked reading exactly it. The grader answers "go" into that pipe: the
+ * answer reaches this process and no other, however many wait at once. */
+static int send_checkpoint(const char *name, int *reply_fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    char msg[96];
+    int n = snprintf(msg, sizeof msg, "cp %s %d", name, p[0]);
+    struct iovec iov = {msg, (size_t)n};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                        .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &p[1], sizeof(int));
+    ssize_t sent;
+    while ((sent = sendmsg(grader_fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    int err = errno;
+    close(p[1]);
+    if (sent < 0) {
+        close(p[0]);
+        errno = err;
+        return -1;
+    }
+    *reply_fd = p[0];
+    return 0;
+}
+
 void ml_checkpoint(const char *name)
 {
     check_name(name);
@@ -170,21 +209,27 @@ void ml_checkpoint(const char *name)
         pause_here(name);
         return;
     }
-    send_line("cp %s", name);
-    char reply[64];
-    while (grader_fd >= 0) {        /* a failed send disconnects */
-        ssize_t n = recv(grader_fd, reply, sizeof reply - 1, 0);
-        if (n > 0) {
-            reply[n] = '\0';
-            if (strcmp(reply, "go") == 0)
-                return;
-            continue;           /* not for us: keep waiting */
-        }
+    int reply_fd;
+    if (send_checkpoint(name, &reply_fd) < 0) {
+        disconnect("sendmsg");
+        return;
+    }
+    char reply[16];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(reply_fd, reply + got, sizeof reply - 1 - got);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0)
-            errno = 0;          /* no failed call to name in the warning */
-        disconnect(n == 0 ? "the grader closed the channel" : "recv");
-        return;
+        if (n <= 0)
+            break;              /* the grader closed it without answering: it is gone */
+        got += (size_t)n;
+        reply[got] = '\0';
+        if (strcmp(reply, "go") == 0 || got == sizeof reply - 1)
+            break;
+    }
+    close(reply_fd);
+    if (got == 0) {
+        errno = 0;
+        disconnect("the grader closed the checkpoint's answer pipe");
     }
 }

@@ -190,8 +190,9 @@ def state(pid: int) -> str:
         return "gone"
 
 
-def blocked_in_recv(pid: int) -> bool | None:
-    """True when the process sits in a receive syscall (waiting for our "go").
+def blocked_in_recv(pid: int, fd: int | None = None) -> bool | None:
+    """True when the process sits in a receive syscall (waiting for our "go"),
+    on descriptor `fd` if given.
 
     None when /proc/<pid>/syscall cannot be read (needs ptrace access)."""
     try:
@@ -207,7 +208,14 @@ def blocked_in_recv(pid: int) -> bool | None:
         nr = int(first[0])
     except ValueError:
         return False
-    return nr in ({0, 45, 47, 299} if os.uname().machine == "x86_64" else {63, 207, 212, 243})
+    if nr not in ({0, 45, 47, 299} if os.uname().machine == "x86_64" else {63, 207, 212, 243}):
+        return False
+    if fd is None:
+        return True
+    try:
+        return int(first[1], 16) == fd
+    except (IndexError, ValueError):
+        return False
 
 
 def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> int:

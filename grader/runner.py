@@ -13,6 +13,7 @@ come back to it).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import math
 import os
@@ -175,6 +176,7 @@ _CALL = re.compile(r"^([a-z0-9_]+)\((.*)\)\s+=\s+(.*)$")
 _RESUMED = re.compile(r"^<\.\.\. ([a-z0-9_]+) resumed>(.*)$")
 _PROTOCOL = re.compile(r"^(hello|fig|cp) ")
 _STRACE_MSG = re.compile(r'^\d+, "((?:[^"\\]|\\.)*)"')
+_STRACE_IOV = re.compile(r'iov_base="((?:[^"\\]|\\.)*)"')
 
 
 def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
@@ -207,7 +209,7 @@ def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
         except ValueError:
             ev["ret_int"] = None
         if name in ("sendto", "sendmsg"):
-            mm = _STRACE_MSG.match(args)
+            mm = _STRACE_MSG.match(args) if name == "sendto" else _STRACE_IOV.search(args)
             if mm:
                 ev["msg"] = mm.group(1).encode().decode("unicode_escape", "replace")
         events.append(ev)
@@ -333,14 +335,16 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
             # (one select() per message halves the rate a flood is read at)
             for _ in range(CTL_BATCH):
                 try:
-                    data, anc, _, _ = ours.recvmsg(512, socket.CMSG_SPACE(12), socket.MSG_DONTWAIT)
+                    data, anc, _, _ = ours.recvmsg(512, ANCILLARY, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
-                    data = None
+                    data, anc = None, []
+                reply_fd = _take_fds(anc)      # a checkpoint's answer pipe, if any
                 if data == b"" and not _hung_up(ours):
                     data = b" "     # an empty packet, not the end of the channel: junk
                 if not data:
+                    _close(reply_fd)
                     sel.unregister(ours)
                     open_streams -= 1
                     break
@@ -350,10 +354,14 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
                         pid = struct.unpack("3i", cdata[:12])[0]
                 seq += 1
                 if seq > MESSAGE_LIMIT:
+                    _close(reply_fd)
                     if not res.limit:
                         stop("messages")
                     continue
-                _handle(res, ours, seq, pid, data, t0, deadline, on_checkpoint)
+                try:
+                    _handle(res, ours, seq, pid, data, t0, deadline, on_checkpoint, reply_fd)
+                finally:
+                    _close(reply_fd)
         if res.limit and exited_at is None:
             # killed: wait for the exit notice (without reaping: wait4 below
             # collects the status and rusage), but don't hang on stuck streams
@@ -390,6 +398,32 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
     return res
 
 
+# room for the sender's credentials and a few descriptors (a checkpoint sends one;
+# any beyond what fits are closed by the kernel, the extra ones we get, by us)
+ANCILLARY = socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 4)
+
+
+def _take_fds(anc) -> int | None:
+    """The first descriptor passed with a message; any others are closed at once."""
+    fds: list[int] = []
+    for level, typ, cdata in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            a = array.array("i")
+            a.frombytes(cdata[: len(cdata) - len(cdata) % a.itemsize])
+            fds.extend(a)
+    for fd in fds[1:]:
+        _close(fd)
+    return fds[0] if fds else None
+
+
+def _close(fd: int | None):
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _hung_up(sock: socket.socket) -> bool:
     """Has every copy of the lab's end been closed? (recv() returning nothing may
     also be an empty packet, which the lab can send.)"""
@@ -419,7 +453,7 @@ def _rmtree(path: str):
 
 
 def _handle(res: RunResult, sock: socket.socket, seq: int, pid: int | None, data: bytes,
-            t0: float, deadline: float, on_checkpoint):
+            t0: float, deadline: float, on_checkpoint, reply_fd: int | None = None):
     text = data.decode("ascii", "replace").strip()
     kind, _, rest = text.partition(" ")
     pid = pid or 0
@@ -436,16 +470,19 @@ def _handle(res: RunResult, sock: socket.socket, seq: int, pid: int | None, data
             res.figures[name] = v
             res.messages.append(Message(seq, pid, "fig", name, v))
             return
-    if kind == "cp" and FIG_RE.match(rest):
+    cp_name, _, cp_fd = rest.partition(" ")
+    if kind == "cp" and FIG_RE.match(cp_name) and (cp_fd == "" or cp_fd.isdigit()):
         role = "main" if pid == res.main_pid else "child"
-        cp = Checkpoint(rest, seq, pid, role, None, t=time.monotonic() - t0)
-        res.messages.append(Message(seq, pid, "cp", rest))
+        cp = Checkpoint(cp_name, seq, pid, role, None, t=time.monotonic() - t0)
+        res.messages.append(Message(seq, pid, "cp", cp_name))
+        # with its own answer pipe, the lab must be blocked reading exactly that
+        wait_fd = int(cp_fd) if cp_fd and reply_fd is not None else None
         held = None
         # never past the run's time limit: a lab that announces checkpoints
         # without waiting must not hold the grader HOLD_WAIT seconds for each
         end = min(time.monotonic() + HOLD_WAIT, deadline)
         while True:
-            held = procfs.blocked_in_recv(pid)
+            held = procfs.blocked_in_recv(pid, wait_fd)
             if held is True:
                 break
             if _gone(pid):      # it exited instead of waiting (a zombie reads as False)
@@ -468,7 +505,11 @@ def _handle(res: RunResult, sock: socket.socket, seq: int, pid: int | None, data
         res.checkpoints.append(cp)
         try:
             # never block: a lab that does not read its answers must not hang us
-            sock.send(b"go", socket.MSG_DONTWAIT)
+            if reply_fd is not None:
+                os.set_blocking(reply_fd, False)
+                os.write(reply_fd, b"go")
+            else:   # a lab speaking the first version of the protocol
+                sock.send(b"go", socket.MSG_DONTWAIT)
         except OSError:
             pass
         return

@@ -439,5 +439,5 @@ int main(int argc, char **argv)
     (um,) = [e for e in res.trace if e["call"] == "munmap" and e["args"].endswith(", 16384")]
     assert mm["at"] == seq["a"] + 0.5 and um["at"] == seq["mapped"] + 0.5
     assert mm["pid"] == um["pid"] == res.main_pid
-    sends = [e for e in res.trace if e.get("msg") == "cp mapped"]
+    sends = [e for e in res.trace if e.get("msg", "").startswith("cp mapped ")]
     assert len(sends) == 1 and sends[0]["at"] == seq["mapped"]
