@@ -4,7 +4,9 @@
  * names its descriptor in MEMLAB_FD. Each message is one line of text:
  *     hello memlab/1 <lab>      once, from ml_init()
  *     fig <name> <value>        a figure the lab measured
- *     cp <name>                 a checkpoint: the sender then waits for "go"
+ *     cp <name> <fd>            a checkpoint, with the write end of a pipe of its
+ *                               own attached: the sender waits reading the pipe
+ *                               (its descriptor <fd>) until the grader writes "go"
  * The kernel attaches the sender's real pid to every message (SCM_CREDENTIALS),
  * so the grader knows which process, parent or child, is at a checkpoint and
  * reads its /proc files itself while it waits. */
