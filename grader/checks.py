@@ -54,6 +54,8 @@ def fmt(v: Any, unit: str = "") -> str:
     if isinstance(v, int):
         return f"{v}{' ' + unit if unit else ''}"
     s = str(v)
+    if s == "":
+        return '""'
     return s if len(s) <= 60 else s[:57] + "..."
 
 
@@ -223,6 +225,9 @@ def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
         v.internal = True
     if not v.message:
         v.status, v.score = "ok", check.points
+    elif run.main_pid is None and "never connected" not in v.message:
+        v.message += (" (the lab never connected to the grader: does main() call ml_init()?"
+                      f" The run {run.describe()}.)")
     elif not run.ok and "the run" not in v.message:
         v.message += f" (the run {run.describe()})"
     return v
