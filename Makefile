@@ -27,7 +27,7 @@ SEED   ?=
 VM     ?=
 GRADER_ARGS = $(if $(SEED),--seed $(SEED)) $(if $(VM),--vm)
 
-.PHONY: all build help grade doctor handout test test-c test-py clean deps $(addprefix lab-,$(ALL_LABS))
+.PHONY: all build help grade doctor handout submit gradescope test test-c test-py clean deps $(addprefix lab-,$(ALL_LABS))
 .DEFAULT_GOAL := help
 
 all build: $(LIBMEMLAB) $(LAB_BINS)
@@ -40,9 +40,14 @@ help:
 	@echo
 	@echo "Targets:"
 	@echo "  make grade           run every lab, print the scores, write $(BUILD)/results.json"
+	@echo "  make batch SUBMISSIONS=<dir> OUT=<dir> [JOBS=n] [LABS=..] [FORCE=1] [UNSAFE=1]"
+	@echo "                       grade a whole class: OUT/gradebook.csv, junit.xml, <student>/ (docs/batch.md)"
 	@echo "  make test            the project's own tests (C unit tests, grader tests, end to end)"
 	@echo "  make doctor          what this machine supports, and what each lab will skip here"
 	@echo "  make handout         the student version in dist/handout/ (solutions stripped)"
+	@echo "  make submit          (student handout) pack the lab files you changed into submission.tar.gz"
+	@echo "  make gradescope      the Gradescope autograder: dist/gradescope-autograder.zip (LABS= limits it)"
+	@echo "  make docker          the workshop image \"memlab\" (Docker, else podman): docs/docker.md"
 	@echo "  make build           compile the helper library and every lab"
 	@echo "  make clean           remove $(BUILD)/ and dist/"
 	@echo
@@ -84,6 +89,33 @@ doctor: $(call DEPS,build+grade)
 
 handout: $(call DEPS,build+grade)
 	@$(PY) -m grader handout --out dist/handout
+
+submit: $(call DEPS,build+grade)
+	@$(PY) -m grader submit
+
+gradescope: $(call DEPS,grade)
+	@$(PY) -m grader gradescope --out dist/gradescope-autograder.zip $(if $(LABS),--labs "$(LABS)")
+
+# ---- a whole class (docs/batch.md); paths are relative to this folder
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+.PHONY: batch
+ifneq ($(filter batch,$(MAKECMDGOALS)),)
+ifeq ($(strip $(SUBMISSIONS)),)
+$(error make batch needs SUBMISSIONS=<folder>: one folder, .tar.gz, .tgz or .zip per student (and OUT=<folder> for the results); see docs/batch.md)
+endif
+ifeq ($(strip $(OUT)),)
+$(error make batch needs OUT=<folder>: where gradebook.csv, junit.xml and one folder per student are written; see docs/batch.md)
+endif
+endif
+batch: $(call DEPS,build+grade)
+	@$(PY) -m grader batch "$(SUBMISSIONS)" "$(OUT)" --jobs $(JOBS) $(if $(LABS),--labs "$(LABS)") \
+	  $(if $(filter-out 0,$(FORCE)),--force) $(if $(filter-out 0,$(UNSAFE)),--unsafe) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(STUDENTS),--only "$(STUDENTS)") $(if $(filter-out 0,$(AUTOLAB)),--autolab)
+
+# ---- the workshop image (docs/docker.md): docker build, or podman where no engine answers
+.PHONY: docker
+docker:
+	@deps/container-build
 
 # ---- the project's own tests
 TEST_C_BIN := $(BUILD)/tests/test_common

@@ -24,8 +24,11 @@ def make_env() -> dict:
 
 
 def build_lab(root: Path, lab: str, build_dir: Path | None = None,
-              labs_src: Path | None = None) -> BuildResult:
-    """make <build>/labs/<lab>/<lab> in root; the source may come from labs_src."""
+              labs_src: Path | None = None, sandbox=None) -> BuildResult:
+    """make <build>/labs/<lab>/<lab> in root; the source may come from labs_src.
+    With a sandbox (grader/sandbox.py), the compilation runs in it."""
+    if sandbox is not None and getattr(sandbox, "active", False):
+        return sandbox.build(root, lab, build_dir, labs_src)
     build_dir = Path(build_dir or root / "build").resolve()
     target = build_dir / "labs" / lab / lab
     argv = ["make", "--no-print-directory", "-C", str(root), f"BUILD={build_dir}"]

@@ -205,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--out", default="dist/handout")
     h.set_defaults(func=cmd_handout)
 
+    from . import gradescope, submit            # make submit, make gradescope, autograde
+    submit.register(sub)
+    gradescope.register(sub)
+    from . import batch                         # make batch: a whole class (docs/batch.md)
+    batch.register(sub)
+
     sub.add_parser("list", help="the labs").set_defaults(func=cmd_list)
     sub.add_parser("env", help="the raw facts and features").set_defaults(func=cmd_env)
     d = sub.add_parser("doctor", help="what this machine supports and what each lab will do here")

@@ -126,6 +126,7 @@ def features(root: str = "/") -> dict[str, envmod.Feature]:
                                f"kernel.randomize_va_space={f['aslr']}",
                                "" if f["aslr"] >= 2 else "sysctl -w kernel.randomize_va_space=2"),
         "setarch": envmod.Feature(True), "strace": envmod.Feature(True),
+        "numa_syscalls": envmod.Feature(True),
         "memcg": memcg_static(root),
         "cgroup_v2": envmod.Feature(f["cgroup"] == 2, "" if f["cgroup"] == 2 else
                                     "the memory controller is not on cgroup v2", "VM=1"),
@@ -200,7 +201,8 @@ def render(d: dict) -> str:
     if d["pagemap_pfns"] is not None or d["facts"]["kernel"]:
         lines.append(f"  pagemap PFNs  {_yes(d['pagemap_pfns'])} (needs CAP_SYS_ADMIN)")
     lines.append(f"  strace        {_yes(feat['strace']['ok'])}; setarch -R: {_yes(feat['setarch']['ok'])}")
-    lines.append(f"  NUMA          {f['numa_nodes']} node{'s' if f['numa_nodes'] != 1 else ''}")
+    lines.append(f"  NUMA          {f['numa_nodes']} node{'s' if f['numa_nodes'] != 1 else ''}; "
+                 f"NUMA system calls: {_yes(feat['numa_syscalls']['ok'])}")
     lines.append(f"  user          {'root' if d['root_user'] else 'not root'}; CAP_SYS_RESOURCE: "
                  f"{_yes(d['cap_sys_resource'])}; CAP_SYS_ADMIN: {_yes(d['cap_sys_admin'])}")
     lines.append(f"  container     {_yes(f['container'])}")

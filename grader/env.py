@@ -136,6 +136,56 @@ def zero_page_probe() -> bool | None:
     return (after - before) < (n * page // 1024) // 2
 
 
+# The NUMA system calls the numa lab makes, by architecture. A container's default
+# seccomp profile refuses some of them with EPERM: Docker's mbind and get_mempolicy
+# without CAP_SYS_NICE and move_pages always, podman's move_pages.
+NUMA_SYSCALLS = {
+    "x86_64": {"get_mempolicy": 239, "mbind": 237, "move_pages": 279},
+    "aarch64": {"get_mempolicy": 236, "mbind": 235, "move_pages": 239},
+}
+
+
+def numa_syscall_refused() -> tuple[str, int] | None:
+    """(name, errno) of the first NUMA system call that fails with EPERM or ENOSYS
+    when this process queries or resets the policy of one of its own pages; None
+    when they all work (or this architecture's numbers are not known)."""
+    import ctypes
+    import errno
+    import mmap
+    numbers = NUMA_SYSCALLS.get(platform.machine())
+    if not numbers:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    page = os.sysconf("SC_PAGE_SIZE")
+    m = mmap.mmap(-1, page, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    cell = ctypes.c_char.from_buffer(m)
+    try:
+        m[0] = 1
+        addr = ctypes.addressof(cell)
+        mode, status = ctypes.c_int(0), ctypes.c_int(0)
+        pages = (ctypes.c_void_p * 1)(addr)
+        calls = {
+            # get_mempolicy(&mode, NULL, 0, NULL, 0): this thread's policy
+            "get_mempolicy": (ctypes.byref(mode), None, ctypes.c_ulong(0), None, ctypes.c_ulong(0)),
+            # mbind(page, size, MPOL_DEFAULT, NULL, 0, 0): the page's policy reset
+            "mbind": (ctypes.c_void_p(addr), ctypes.c_ulong(page), ctypes.c_int(0), None,
+                      ctypes.c_ulong(0), ctypes.c_uint(0)),
+            # move_pages(0, 1, {page}, NULL, &status, 0): which node holds the page
+            "move_pages": (ctypes.c_int(0), ctypes.c_ulong(1), pages, None, ctypes.byref(status),
+                           ctypes.c_int(0)),
+        }
+        for name, args in calls.items():
+            if libc.syscall(ctypes.c_long(numbers[name]), *args) == -1 and \
+                    ctypes.get_errno() in (errno.EPERM, errno.ENOSYS):
+                return name, ctypes.get_errno()
+        return None
+    finally:
+        del cell
+        m.close()
+
+
 def _runs(argv: list[str]) -> bool:
     try:
         return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -193,6 +243,18 @@ def feature(name: str) -> Feature:
             return Feature(True)
         return Feature(False, "this kernel reports no pressure stall information (PSI)",
                        "boot with psi=1 (CONFIG_PSI)")
+    if name == "numa_syscalls":
+        refused = numa_syscall_refused()
+        if refused is None:
+            return Feature(True)
+        call, err = refused
+        if err == 38:  # ENOSYS
+            return Feature(False, f"this kernel has no NUMA support ({call}() is not implemented)",
+                           "make lab-numa VM=1 runs it in a QEMU guest with two nodes")
+        return Feature(False, f"the NUMA system calls are refused here ({call}() fails with EPERM: "
+                       "a container's seccomp profile)",
+                       "in a container, run it with --security-opt seccomp=unconfined "
+                       "(or --privileged)")
     if name == "numa2":
         if f["numa_nodes"] >= 2:
             return Feature(True)
@@ -201,4 +263,5 @@ def feature(name: str) -> Feature:
     raise KeyError(f"unknown feature '{name}'")
 
 
-KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace", "memcg", "cgroup_v2", "psi", "numa2")
+KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace", "memcg", "cgroup_v2", "psi", "numa_syscalls",
+                  "numa2")

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from .expr import NS
 
+# the system calls that send a signal (strace names): a lab that lists them in a
+# run's strace lets checks see a death the lab caused itself
+SIGNAL_CALLS = ["kill", "tgkill", "tkill", "pidfd_send_signal", "rt_sigqueueinfo",
+                "rt_tgsigqueueinfo"]
+
 
 def functions(names: dict) -> dict:
     all_cps = names.get("_all_cps", {})
@@ -117,6 +122,23 @@ def functions(names: dict) -> dict:
         return [e for e in names["trace"] if e.get("at") == seq + 0.5
                 and (call is None or e.get("call") == call)]
 
+    def cp_seq(name):
+        """Position of the first checkpoint of that name (after everything if none)."""
+        seqs = [m.get("seq") for m in names["messages"] if m.get("kind") == "cp" and m.get("name") == name]
+        return min(seqs) if seqs else 10 ** 12
+
+    def calls(call, before=None, pid=None):
+        """Traced calls named `call` (a name or a list), made before the first
+        checkpoint `before` (if given), by process `pid` (if given)."""
+        wanted = [call] if isinstance(call, str) else list(call)
+        limit = cp_seq(before) if before else 10 ** 12
+        return [e for e in names["trace"] if e.get("call") in wanted and e.get("at") < limit
+                and (pid is None or e.get("pid") == pid)]
+
+    def signals_sent(before=None):
+        """Signals the lab's processes sent themselves (strace), before checkpoint `before`."""
+        return [e for e in calls(SIGNAL_CALLS, before) if "SIG" in e.get("args")]
+
     def arg(event, i):
         """The i-th argument of a traced call, as an int when it is one (else text)."""
         parts = [a.strip() for a in event.get("args").split(",")]
@@ -131,4 +153,5 @@ def functions(names: dict) -> dict:
             "figs": figs, "between": between, "where": where, "items": items,
             "message_seq": message_seq, "calls_before": calls_before,
             "calls_after": calls_after, "arg": arg, "segment": segment,
+            "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent,
             "exe_extent": exe_extent}

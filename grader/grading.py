@@ -14,6 +14,7 @@ from .build import BuildResult, build_lab
 from .checks import CONSTANTS, Verdict, checkpoint_ns, derive_values, evaluate
 from .expr import NS, Evaluator, Unavailable
 from .runner import Checkpoint, RunResult, execute
+from .sandbox import cgroup_allowed, sandbox_needs
 from .spec import Lab, fill_placeholders_args
 
 
@@ -46,7 +47,7 @@ def lab_seed(seed: int, lab: str) -> int:
     return random.Random(f"{seed}:{lab}").getrandbits(32)
 
 
-def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
+def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict, sandbox=None):
     captures = [c for c in lab.runs[run_name].captures]
     if not captures:
         return None
@@ -62,6 +63,8 @@ def _capture_hook(lab: Lab, run_name: str, values: dict, facts: dict):
                                       if not c.error},
                                      lambda k: f"the lab never reached checkpoint '{k}'")})
             try:
+                if cap.kind == "cgroup" and not cgroup_allowed(sandbox, ev.eval(cap.cgroup)):
+                    raise ValueError(f"'{ev.eval(cap.cgroup)}' is not a cgroup of this run")
                 res.captures[cap.name] = _take(cap, ev, cp, page)
             except procfs.ProcError as e:
                 if "Permission denied" in str(e) or "Operation not permitted" in str(e):
@@ -96,18 +99,19 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
               labs_src: Path | None = None, binary: Path | None = None,
               wrap: Callable[[list[str]], list[str]] | None = None,
               progress: Callable[[str], None] | None = None,
-              timeout: float | None = None) -> LabResult:
+              timeout: float | None = None, sandbox=None) -> LabResult:
     """Build (unless `binary` is given), run every run of the lab, evaluate its checks.
 
     `labs_src` replaces labs/ as the source of <lab>/<lab>.c (a submission);
-    `timeout` overrides the lab's own wall-clock limit per run."""
+    `timeout` overrides the lab's own wall-clock limit per run; `sandbox` (a
+    grader.sandbox.Sandbox) compiles and runs the lab in it."""
     facts = envmod.facts()
     rng = random.Random(lab_seed(seed, lab.name))
     values = derive_values(lab, lab.draw(rng), facts)
     result = LabResult(lab, seed, values, None)
 
     if binary is None:
-        result.build = build_lab(root, lab.name, build_dir, labs_src)
+        result.build = build_lab(root, lab.name, build_dir, labs_src, sandbox=sandbox)
         if not result.build.ok:
             result.error = "compile error"
             for check in lab.checks:
@@ -131,11 +135,13 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
                                         strace=run.strace if run.strace and
                                         envmod.feature("strace").ok else None,
                                         norandom=run.norandom,
-                                        on_checkpoint=_capture_hook(lab, run.name, values, facts),
-                                        wrap=wrap)
-        # a lab's cgroup must not outlive its run, whatever the lab did
+                                        on_checkpoint=_capture_hook(lab, run.name, values, facts,
+                                                                    sandbox),
+                                        wrap=wrap, sandbox=sandbox, needs=sandbox_needs(lab))
+        # a lab's cgroup must not outlive its run, whatever the lab did (a sandbox
+        # removes the run's whole cgroup itself, and nothing else may be touched)
         group = result.runs[run.name].figures.get("cgroup")
-        if isinstance(group, str):
+        if isinstance(group, str) and not getattr(sandbox, "active", False):
             cgroupmod.destroy(group)
     for check in lab.checks:
         result.verdicts.append(evaluate(lab, check, result.runs, result.skipped, values, facts))

@@ -45,6 +45,11 @@ EXCLUDE_SUFFIXES = (".pyc", ".pyo")
 # Directories in which the handout may not be written (it would copy itself).
 PROTECTED = ("labs", "common", "grader", "deps", "docs")
 HANDOUT_README = Path("docs") / "handout-README.md"
+# What was handed out: sha256 of every labs/<lab>/<lab>.c as distributed, so that
+# `make submit` (grader/submit.py) packs only the files the student changed.
+MANIFEST = Path(".memlab") / "handout.json"
+# Instructors' guides that have no place in the student's copy.
+INSTRUCTOR_ONLY = (Path("docs") / "gradescope.md",)
 
 # ---- the markers ------------------------------------------------------------
 
@@ -303,13 +308,33 @@ def _transform(dest: Path):
     if readme.is_file():
         shutil.copyfile(readme, dest / "README.md")
         readme.unlink()
-    # 4. docs that explain solution regions lose that section
+    # 4. instructors' guides stay home
+    for rel in INSTRUCTOR_ONLY:
+        (dest / rel).unlink(missing_ok=True)
+    # 5. docs that explain solution regions lose that section
     docs = dest / "docs"
     if docs.is_dir():
         for md in sorted(docs.rglob("*.md")):
             text = md.read_text()
             if _ANY_MARKER_RE.search(text):
                 _write_keep_mode(md, _strip_marker_sections(text))
+
+
+def write_manifest(dest: Path) -> dict:
+    """Record the lab files of the handout at dest, as distributed, in dest/MANIFEST."""
+    import hashlib
+    import json
+    from . import __version__
+    labs = {}
+    for toml in sorted((dest / "labs").glob("*/lab.toml")):
+        src = toml.parent / f"{toml.parent.name}.c"
+        if src.is_file():
+            labs[toml.parent.name] = {"path": src.relative_to(dest).as_posix(),
+                                      "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
+    doc = {"format": 1, "memlab_version": __version__, "labs": labs}
+    (dest / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+    (dest / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
 
 
 def make_handout(root: Path, out: Path) -> Path:
@@ -330,6 +355,7 @@ def make_handout(root: Path, out: Path) -> Path:
         except OSError as e:
             raise HandoutError(f"cannot copy the tree: {e}") from None
         _transform(dest)
+        write_manifest(dest)
         verify_handout(root, dest)
         if out.exists():
             shutil.rmtree(out)

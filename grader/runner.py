@@ -23,6 +23,7 @@ import select
 import selectors
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -85,11 +86,15 @@ class RunResult:
     trace: list[dict] = field(default_factory=list)
     leftovers: int = 0
     junk: int = 0
+    limit_text: str = ""             # a sandbox's words for its limit ("stopped: memory limit ...")
+    sandbox: dict = field(default_factory=dict)   # what the sandbox measured (grader/sandbox.py)
 
     def describe(self) -> str:
         """How the run ended, in words."""
         if self.error:
             return self.error
+        if self.limit_text:
+            return self.limit_text
         if self.limit == "time":
             return f"stopped at the time limit ({self.duration:.1f} s)"
         if self.limit == "output":
@@ -253,17 +258,54 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
             strace: list[str] | None = None, norandom: bool = False,
             on_checkpoint: Callable[[RunResult, Checkpoint], None] | None = None,
             wrap: Callable[[list[str]], list[str]] | None = None,
-            cwd: str | None = None) -> RunResult:
-    """Run argv once, observing it. Never raises for anything the lab does."""
+            cwd: str | None = None, sandbox=None, needs=()) -> RunResult:
+    """Run argv once, observing it. Never raises for anything the lab does.
+
+    With a sandbox (grader/sandbox.py: `sandbox=sb`, or `wrap=sb.wrap`) the run gets a
+    fresh cgroup and the sandbox's command line, the work folder and the lab
+    binary's folder are shown at their own paths inside, and the sandbox says which
+    of its limits ended the run. `needs`: the features the lab requires (memcg, ...)."""
+    sb = sandbox if sandbox is not None else getattr(wrap, "__self__", None)
+    if sb is None or not hasattr(sb, "begin_run"):
+        return _execute(name, argv, env=env, timeout=timeout, strace=strace, norandom=norandom,
+                        on_checkpoint=on_checkpoint, wrap=wrap, cwd=cwd)
+    if not sb.active:          # an unsafe "sandbox" (none could be set up): run as is
+        return _execute(name, argv, env=env, timeout=timeout, strace=strace, norandom=norandom,
+                        on_checkpoint=on_checkpoint, cwd=cwd)
+    scratch = os.environ.get("MEMLAB_SCRATCH")
+    workdir = cwd or tempfile.mkdtemp(prefix="memlab-run-", dir=scratch if scratch and
+                                      sb._reachable(scratch) else None)
+    res = None
+    try:
+        sb.begin_run(workdir=workdir, binary=argv[0] if argv else None, needs=needs)
+        res = _execute(name, argv, env=env, timeout=timeout, strace=strace, norandom=norandom,
+                       on_checkpoint=on_checkpoint, cwd=workdir, sandbox=sb)
+    except Exception as e:  # noqa: BLE001 - the sandbox failed (SandboxError, OSError): that run's error
+        res = RunResult(name=name, argv=list(argv), error=f"the sandbox could not be set up: {e}")
+    finally:
+        sb.end_run(res)
+        if not cwd:
+            _rmtree(workdir)
+    return res
+
+
+def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: float = 30.0,
+             strace: list[str] | None = None, norandom: bool = False,
+             on_checkpoint: Callable[[RunResult, Checkpoint], None] | None = None,
+             wrap: Callable[[list[str]], list[str]] | None = None,
+             cwd: str | None = None, sandbox=None) -> RunResult:
     argv = list(argv)
     if norandom:
         argv = ["setarch", platform.machine(), "-R"] + argv
     tracefile = None
     if strace:
-        fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
-        os.close(fd)
+        if sandbox is not None:     # in the work folder, where strace (the lab's uid) may write
+            tracefile = os.path.join(cwd, f".memlab-strace-{os.getpid()}-{time.monotonic_ns()}")
+        else:
+            fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
+            os.close(fd)
         argv = _strace_argv(strace, tracefile) + argv
-    if wrap:
+    if wrap and sandbox is None:
         argv = wrap(argv)
     res = RunResult(name=name, argv=argv)
 
@@ -271,7 +313,7 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     lab_env = dict(LAB_ENV)
     if os.environ.get("MEMLAB_SCRATCH"):   # a disk-backed directory (the QEMU guest sets one)
-        lab_env["MEMLAB_SCRATCH"] = os.environ["MEMLAB_SCRATCH"]
+        lab_env["MEMLAB_SCRATCH"] = os.environ["MEMLAB_SCRATCH"] if sandbox is None else cwd
     lab_env.update(env or {})
     lab_fd = theirs.fileno()
     lab_env["MEMLAB_FD"] = str(lab_fd)
@@ -279,9 +321,16 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
     set_subreaper()
     t0 = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),), env=lab_env,
-                                cwd=workdir, start_new_session=True)
+        if sandbox is None:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),), env=lab_env,
+                                    cwd=workdir, start_new_session=True)
+        else:
+            proc = subprocess.Popen(sandbox.wrap(argv, lab_env), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    pass_fds=(theirs.fileno(),) + sandbox.pass_fds(),
+                                    env=sandbox.popen_env(), cwd=workdir, start_new_session=True)
+            sandbox.started(proc.pid)
     except OSError as e:
         theirs.close()
         ours.close()
@@ -312,6 +361,10 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
         now = time.monotonic()
         if now >= deadline and not res.limit:
             stop("time")
+        if sandbox is not None and not res.limit and exited_at is None:
+            why = sandbox.poll()        # the work folder's size
+            if why:
+                stop(why)
         if exited_at is not None and now - exited_at > SWEEP_GRACE:
             break       # something the lab left behind holds our pipes open
         wait = min(deadline - now, 0.1) if exited_at is None else 0.05
@@ -389,13 +442,28 @@ def execute(name: str, argv: list[str], *, env: dict | None = None, timeout: flo
     res.out_bytes = streams.total
     if tracefile:
         try:
-            with open(tracefile, errors="replace") as f:
-                res.trace = parse_strace(f.read(), lab_fd)
+            res.trace = parse_strace(_read_trace(tracefile), lab_fd)
         finally:
-            os.unlink(tracefile)
+            try:
+                os.unlink(tracefile)
+            except OSError:
+                pass
     if not cwd:
         _rmtree(workdir)
     return res
+
+
+def _read_trace(path: str, limit: int = 64 * 1024 * 1024) -> str:
+    """strace's output file: a regular file (never through a symbolic link the lab
+    may have put in its place), at most `limit` bytes; "" if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return f.read(limit).decode("utf-8", "replace")
 
 
 # room for the sender's credentials and a few descriptors (a checkpoint sends one;

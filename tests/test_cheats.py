@@ -89,6 +89,77 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "placement_agrees": "its where_is() really reads the maps for every address it reports",
         "reuse_first_mmapped": "its one real malloc (3N) is the first block, and really is a mapping",
     },
+    # The oom cheats below run the reference's score part (read, raise, try to
+    # lower their own oom_score_adj) and cheat only in the kill part.
+    ("oom", "parent_kills"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+    },
+    ("oom", "adj_no_fill"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+    },
+    ("oom", "kill_then_oom"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+    },
+    ("oom", "decoy_victim"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its decoy really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+    },
+    ("oom", "lone_allocator"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+    },
+    ("oom", "subgroup_victim"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+        "biggest_is_the_victim": "its plain run is genuine where the kernel counts it (cgroup v2): the OOM "
+                                 "killer picks the allocator across the group's subtree, equal adj",
+    },
+    ("oom", "no_lower"): {
+        "scores_read": "it really reads /proc/self/oom_score{,_adj} (the reference's code)",
+        "raise_adj": "it really raises its own adj (the reference's code)",
+    },
+    ("cgroup", "no_file"): {
+        "oom_inside_the_group": "its child really runs past the limit and the group's OOM killer kills it",
+        "outside_untouched": "the OOM kill in the group is real, and the lab outside really keeps its memory",
+    },
+    ("cgroup", "self_kill"): {
+        "cache_charged": "its child really writes and fsync()s the file inside the group",
+        "cache_reclaimed_first": "its child really takes its anonymous memory, and the cache really goes",
+    },
+    ("cgroup", "decoy_oom"): {
+        "cache_charged": "its child really writes and fsync()s the file inside the group",
+        "cache_reclaimed_first": "its child really takes its anonymous memory, and the cache really goes",
+        "outside_untouched": "its decoy's OOM kill in the group is real, and the lab outside really "
+                             "keeps its memory",
+        "pressure": "the group really reclaims its cache and really OOM-kills (the decoy)",
+    },
+    ("numa", "default_policy"): {
+        "topology": "it really reads the node count and numa_distance() with libnuma",
+    },
+    ("numa", "made_up_distances"): {
+        "local_first_touch": "its placement experiments are the reference's, counted with move_pages()",
+        "bind": "its placement experiments are the reference's, counted with move_pages()",
+        "interleave": "its placement experiments are the reference's, counted with move_pages()",
+        "preferred": "its placement experiments are the reference's, counted with move_pages()",
+        "migrate": "its placement experiments are the reference's, counted with move_pages()",
+    },
 }
 
 
@@ -138,6 +209,9 @@ def test_cheat_scores_nothing(path: Path, seed, grade_source, grade_reference):
     holes = [_verdict_line(v) for v in graded if v.status not in ("fail", "skip")]
     assert not holes, (f"grader hole: the cheat {lab}/{cheat} (seed {seed}) passes "
                        + "; ".join(holes))
+    if graded and all(v.status == "skip" for v in graded):
+        pytest.skip(f"every check the cheat {lab}/{cheat} aims at skips on this machine "
+                    f"({graded[0].message}); tests/test_vm.py grades it in the guest")
     assert any(v.status == "fail" for v in graded), \
         f"the cheat {lab}/{cheat} loses no check at all: it scores {res.score}/{res.max_score}"
 

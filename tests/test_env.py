@@ -227,3 +227,23 @@ def test_tool_features(monkeypatch, name):
 def test_unknown_feature(fake_facts):
     with pytest.raises(KeyError):
         feature("gpu")
+
+
+def test_numa_syscalls_feature(monkeypatch):
+    """A container's seccomp profile refuses mbind/move_pages with EPERM: the numa lab
+    skips, naming the call and the docker run option that allows it."""
+    monkeypatch.setattr(envmod, "numa_syscall_refused", lambda: ("move_pages", 1))
+    f = feature("numa_syscalls")
+    assert not f.ok and "move_pages() fails with EPERM" in f.reason and "seccomp" in f.reason
+    assert "--security-opt seccomp=unconfined" in f.fix
+    monkeypatch.setattr(envmod, "numa_syscall_refused", lambda: ("get_mempolicy", 38))
+    f = feature("numa_syscalls")
+    assert not f.ok and "no NUMA support" in f.reason and "VM=1" in f.fix
+    monkeypatch.setattr(envmod, "numa_syscall_refused", lambda: None)
+    assert feature("numa_syscalls") == Feature(True)
+
+
+def test_numa_syscall_probe_runs_here():
+    refused = envmod.numa_syscall_refused()
+    assert refused is None or (refused[0] in ("get_mempolicy", "mbind", "move_pages")
+                               and refused[1] in (1, 38))

@@ -306,8 +306,8 @@ def test_make_handout_on_a_fake_tree(tmp_path):
     (out / "stale").write_text("from an older handout\n")
 
     assert make_handout(root, out) == out
-    assert sorted(p.name for p in out.iterdir()) == ["Makefile", "README.md", "deps", "docs",
-                                                     "grader", "labs"]
+    assert sorted(p.name for p in out.iterdir()) == [".memlab", "Makefile", "README.md", "deps",
+                                                     "docs", "grader", "labs"]
     assert (out / "README.md").read_text() == "student readme\n"
     assert not (out / "docs" / "handout-README.md").exists()
     # the instructor's section about solution regions is not in the student's docs

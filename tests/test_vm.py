@@ -271,3 +271,36 @@ def test_issue3_labs_full_marks_in_the_guest(guest_grade):
     assert doc["score"] == doc["extra_data"]["max_score"] > 0
     labs = {t["extra_data"]["lab"] for t in doc["tests"]}
     assert labs == {"oom", "cgroup", "numa"}
+
+
+def test_numa_cheats_fail_on_two_nodes(root, session_build):
+    """The numa cheats (tests/cheats/numa/) aim at checks that skip on a one-node
+    machine: in the guest they run, and the cheats must fail them."""
+    import json
+    import shutil
+    from test_cheats import EARNED, ran_check
+    cheats = sorted((root / "tests" / "cheats" / "numa").glob("*.c"))
+    assert cheats
+    work = root / "build" / "vm" / "tests" / "numa-cheats"
+    shutil.rmtree(work, ignore_errors=True)
+    srcs = []
+    for i, c in enumerate(cheats):
+        src = work / "src" / c.stem / "numa"
+        src.mkdir(parents=True)
+        shutil.copy(c, src / "numa.c")
+        subprocess.run(["make", "-s", "-C", str(root), f"BUILD={work / 'build' / str(i)}",
+                        f"LABS_SRC={src.parent}", str(work / "build" / str(i) / "labs" / "numa" / "numa")],
+                       check=True, stdout=subprocess.DEVNULL)
+        srcs.append(str(src.parent))
+    res = vm.run_in_guest(root, [sys.executable, "tests/guest_grade.py", "numa", "3",
+                                 str(work / "build")] + srcs, timeout=900)
+    assert res.ok, f"{res.error}\n{res.output}"
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("GUEST-GRADE "))
+    verdicts = json.loads(line[len("GUEST-GRADE "):])
+    for c, src in zip(cheats, srcs):
+        earned = EARNED.get(("numa", c.stem), {})
+        got = verdicts[src]
+        passed = [n for n, (status, _) in got.items()
+                  if status == "ok" and not ran_check(n) and n not in earned]
+        assert not passed, f"the cheat numa/{c.stem} passes {passed} on two nodes: {got}"
+        assert all(status != "skip" for status, _ in got.values()), got

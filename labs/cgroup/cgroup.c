@@ -9,7 +9,7 @@
  * killer pick a victim among the group's processes. Nothing outside notices.
  *
  * Usage: cgroup [--limit SIZE] [--cache SIZE] [--anon SIZE] [--dir DIR]
- * Try:   cgroup                         64 MiB limit, 38 MiB of cache, 45 MiB anon
+ * Try:   cgroup                         64 MiB limit, 38.4 MiB of cache, 44.8 MiB anon
  *        cgroup --limit 128M            the same, scaled
  *        MEMLAB_PAUSE=1 cgroup          stop at each step: read the group's
  *                                       memory.stat (path printed) yourself
@@ -204,8 +204,8 @@ int main(int argc, char **argv)
     if (anon >= limit)
         ml_usage_error("--anon must stay below the limit");
 
-    printf("cgroup: a %zu MiB memory limit; %zu MiB of page cache, then %zu MiB of anonymous memory\n",
-           limit / MiB, cache / MiB, anon / MiB);
+    printf("cgroup: a %zu MiB memory limit; %.1f MiB of page cache, then %.1f MiB of anonymous memory\n",
+           limit / MiB, cache / (double)MiB, anon / (double)MiB);
     const char *dir = pick_dir(dir_arg);
     if (dir == NULL) {
         ml_report_str("cgroup_error", "no disk-backed directory for the file");
@@ -262,6 +262,12 @@ int main(int argc, char **argv)
     report_stats("after", &cg);
     ml_checkpoint("after_oom");
     show("after the OOM kill", &cg);
+    struct ml_cgroup_stats st;
+    if (ml_cgroup_stats(&cg, &st) == 0 && st.pressure_some_us >= 0)
+        printf("  memory pressure (the group's PSI, \"some\"): %.1f ms stalled in all\n",
+               st.pressure_some_us / 1000.0);
+    else
+        printf("  (cgroup v1 keeps no pressure figures per group: /proc/pressure/memory has the system's)\n");
     printf("\nThe child in the group was %s. This process, outside the group, kept its\n"
            "%zu MiB untouched (%s).\n", how, outside_len / MiB,
            outside[outside_len - 1] == 0x6b ? "checked" : "NOT intact");

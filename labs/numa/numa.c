@@ -262,12 +262,16 @@ int main(int argc, char **argv)
     touch(spread, len, page);
     report_counts("interleaved", spread, counts, nodes, where_are(spread, len, page, counts, nodes));
 
-    /* preferred: node N if it has room (run on another node's CPU to see it matter) */
+    /* preferred: node N if it has room, set on the mapping itself (so numa_maps
+     * shows it), while the thread runs on another node's CPU: without the
+     * policy, first touch would put the pages there */
     numa_run_on_node((int)to);
-    numa_set_preferred((int)node);
     char *pref = map_isolated(len, page);
+    unsigned long mask[MAX_NODES / (8 * sizeof(unsigned long)) + 1] = {0};
+    mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
+    if (mbind(pref, len, MPOL_PREFERRED, mask, MAX_NODES + 1, 0) < 0)
+        ml_die("mbind(MPOL_PREFERRED, node %ld)", node);
     touch(pref, len, page);
-    numa_set_localalloc();
     numa_run_on_node(-1);
     report_counts("preferred", pref, counts, nodes, where_are(pref, len, page, counts, nodes));
 

@@ -1,19 +1,20 @@
-/* CHEAT (oom/decoy_victim): the victim is the parent's choice, and a real OOM
+/* CHEAT (oom/decoy_victim): the parent picks the victim, and a real OOM
  * kill of a third process pays for the counters. The score part is the
  * reference's (it really reads, raises and tries to lower its adj). The real
  * limited group, the real two children inside it: the bystander takes
  * oom_score_adj 1000 (without --no-adj) and really holds a quarter of the
- * limit. Once the allocator has started, the parent SIGKILLs the bystander
- * itself; then a decoy, a third child that sends no message, enters the group
- * and asks for twice the limit: alone there, it is what the group's OOM
- * killer kills. Then the allocator asks for its usual share, which now fits,
- * and completes. So the group really counts one OOM kill and a peak at its
- * limit, the bystander really is "killed by SIGKILL", the allocator really
- * "completed"; the lab reports it all truthfully. What never happened: the
- * OOM killer choosing the bystander. It earns the score part and
- * group_counters (its decoy really runs the group into its limit); it must
- * lose adj_picks_the_victim (the one OOM kill is not the bystander's) and
- * biggest_is_the_victim (the bystander is dead, the allocator completed). */
+ * limit. Once the allocator has started, the parent SIGKILLs the expected
+ * victim itself (the bystander with the adj; the allocator, before it
+ * allocates anything, with --no-adj); then a decoy, a third child that sends
+ * no message, enters the group and asks for twice the limit: it is the
+ * biggest process there, so it is what the group's OOM killer kills. With the
+ * adj the allocator then asks for its usual share, which now fits, and
+ * completes. So the group really counts one OOM kill and a peak at its
+ * limit, and every fate the lab reports is a real wait status ("killed by
+ * SIGKILL", "completed", "alive"), every counter the group's own. What never
+ * happened: the OOM killer choosing the bystander, or the allocator. It earns
+ * the score part and group_counters (its decoy really runs the group into
+ * its limit); it must lose adj_picks_the_victim and biggest_is_the_victim. */
 #include "memlab.h"
 
 #include <errno.h>
@@ -177,8 +178,14 @@ static void kill_part(size_t limit, bool adj)
     }
     wait_byte(started[0]);
     int st_alloc = 0, st_by = 0;
-    kill(bystander, SIGKILL);               /* the parent picks the victim */
-    waitpid(bystander, &st_by, 0);
+    bool bystander_gone = adj;
+    if (adj) {                              /* the parent picks the victim */
+        kill(bystander, SIGKILL);
+        waitpid(bystander, &st_by, 0);
+    } else {
+        kill(allocator, SIGKILL);
+        waitpid(allocator, &st_alloc, 0);
+    }
 
     pid_t decoy = fork();                   /* the OOM killer's victim, never mentioned */
     if (decoy < 0)
@@ -190,12 +197,16 @@ static void kill_part(size_t limit, bool adj)
         _exit(0);
     }
     waitpid(decoy, NULL, 0);
-    send_byte(go[1]);
-    waitpid(allocator, &st_alloc, 0);
+    if (adj) {
+        send_byte(go[1]);
+        waitpid(allocator, &st_alloc, 0);
+    }
 
     char allocator_fate[64], bystander_fate[64];
     fate(st_alloc, allocator_fate, sizeof allocator_fate);
-    fate(st_by, bystander_fate, sizeof bystander_fate);
+    snprintf(bystander_fate, sizeof bystander_fate, "alive");
+    if (bystander_gone)
+        fate(st_by, bystander_fate, sizeof bystander_fate);
     ml_report_str("allocator_fate", allocator_fate);
     ml_report_str("bystander_fate", bystander_fate);
     struct ml_cgroup_stats s;
@@ -205,6 +216,10 @@ static void kill_part(size_t limit, bool adj)
     }
     ml_checkpoint("after_oom");
     printf("allocator: %s\nbystander: %s\n", allocator_fate, bystander_fate);
+    if (!bystander_gone) {
+        kill(bystander, SIGKILL);
+        waitpid(bystander, NULL, 0);
+    }
     ml_cgroup_destroy(&cg);
 }
 

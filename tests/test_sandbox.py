@@ -1,0 +1,518 @@
+"""The sandbox (grader/sandbox.py): the reference labs still score full marks in it,
+and every hostile program of tests/sandbox_hostile/ ends with 0 points, a verdict
+that names the cause, and no harm to the grader, the machine or other students.
+
+Each hostile program replaces labs/faults/faults.c (or, for the compiler cases,
+breaks its compilation). Around the grading the test sets up what a program must
+not reach: "another student's" file and a "grader's" secret in a world-readable
+folder of the host's /tmp (only the sandbox's view can hide them), a sentinel
+file, a TCP listener on 127.0.0.1 and an abstract unix socket, and a victim
+process; paths.h tells the programs where they are.
+
+Skipped where the sandbox cannot run (not root, no bubblewrap, no cgroups): the
+fork bomb and the memory hog must never run outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from grader import sandbox as sandboxmod  # noqa: E402
+from grader import spec  # noqa: E402
+from grader.grading import grade_lab  # noqa: E402
+from grader.runner import execute  # noqa: E402
+from grader.sandbox import Limits, Sandbox, SandboxError  # noqa: E402
+
+HOSTILE = ROOT / "tests" / "sandbox_hostile"
+OK, REASON, FIX = sandboxmod.available()
+pytestmark = pytest.mark.skipif(not OK, reason=f"no sandbox here: {REASON} ({FIX})")
+
+TIMEOUT = 4.0                   # wall clock per run of a hostile program
+LIMITS = Limits(memory_mb=128, pids=32, cpu_s=2, fsize_mb=8, nofile=64, tmp_mb=16,
+                disk_mb=32, files=1000, compile_s=8)
+RUNS = len(spec.load(ROOT / "labs" / "faults").runs)
+BOUND = RUNS * (TIMEOUT + 2) + 20       # one hostile grading, build included, at most
+
+TIME, MEMORY, PIDS, CPU = "stopped at the time limit", "memory limit", "process limit", "CPU-time limit"
+NOT_COMPILED = "the lab did not compile"
+
+# program -> (substrings one of which every failing verdict names, one of which every run's end names)
+EXPECT = {
+    "fork_bomb": ((PIDS,), (PIDS,)),
+    # SIGXCPU after 2 s of CPU, or the 4 s wall clock first on a busy machine
+    "busy_loop": ((CPU, TIME), (CPU, TIME)),
+    "blocked": ((TIME,), (TIME,)),
+    "memory_hog": ((MEMORY,), (MEMORY,)),
+    "output_flood": (("output flood",), ("output flood",)),
+    "file_flood": (("file-size limit",), ("file-size limit",)),
+    "files_flood": (("disk limit",), ("disk limit",)),
+    "crash": (("killed by SIGSEGV",), ("killed by SIGSEGV",)),
+    "leftover": (("never reached checkpoint", "expected exit 0"), ("completed",)),
+    "read_secrets": (("exited with status 3",), ("exited with status 3",)),
+    "write_outside": (("exited with status 3",), ("exited with status 3",)),
+    "signal_others": (("exited with status 3",), ("exited with status 3",)),
+    "network": (("exited with status 3",), ("exited with status 3",)),
+    "not_c": ((NOT_COMPILED,), ()),
+    "include_zero": ((MEMORY, CPU, TIME), ()),
+    "include_forever": ((CPU, TIME), ()),
+    "include_shadow": ((NOT_COMPILED,), ()),
+    "include_student": ((NOT_COMPILED,), ()),
+    "include_solution": ((NOT_COMPILED,), ()),
+}
+PROGRAMS = sorted(p.stem for p in HOSTILE.glob("*.c"))
+REFERENCE = ["faults", "cow", "maps", "threshold", "oom", "cgroup", "numa"]
+
+
+def test_every_program_has_an_expectation():
+    assert set(PROGRAMS) == set(EXPECT)
+
+
+# ---- the host's side: what the programs must not reach --------------------------
+
+class Host:
+    """Secrets, a sentinel, listeners and a victim process, all on the host."""
+
+    def __init__(self, uid: int):
+        self.dir = Path(f"/tmp/memlab-sbxtest-{secrets.token_hex(4)}")
+        self.dir.mkdir(mode=0o755)
+        os.chmod(self.dir, 0o755)
+        (self.dir / "other").mkdir(mode=0o755)
+        (self.dir / "grader").mkdir(mode=0o755)
+        self.marker_other = "MEMLAB-SECRET-OTHER-" + secrets.token_hex(8)
+        self.marker_grader = "MEMLAB-SECRET-GRADER-" + secrets.token_hex(8)
+        self.other = self.dir / "other" / "secret.c"
+        self.other.write_text(f'const char *answer = "{self.marker_other}";\n')
+        self.grader = self.dir / "grader" / "secret.txt"
+        self.grader.write_text(self.marker_grader + "\n")
+        self.sentinel = self.dir / "sentinel.txt"
+        self.sentinel.write_text("untouched\n")
+        for p in (self.other, self.grader, self.sentinel):
+            os.chmod(p, 0o644)
+        self.host_tmp_file = Path(f"/tmp/memlab-sbxtest-created-{secrets.token_hex(4)}")
+        self.hits: list[str] = []
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.abstract = "memlab-sbxtest-" + secrets.token_hex(4)
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind("\0" + self.abstract)
+        self.unix.listen(16)
+        self._stop = False
+        self.threads = [threading.Thread(target=self._accept, args=(s, n), daemon=True)
+                        for s, n in ((self.tcp, "tcp"), (self.unix, "unix"))]
+        for t in self.threads:
+            t.start()
+        self.victim_pid = self._start_victim(uid)
+
+    @staticmethod
+    def _start_victim(uid: int) -> int:
+        """A process of the sandbox's own uid on the host (only the sandbox's pid
+        namespace keeps the program from it), not a child of ours: the grader, a
+        child subreaper, kills and reaps its children after every run."""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        libc.prctl(37, ctypes.byref(flag), 0, 0, 0)        # PR_GET_CHILD_SUBREAPER
+        libc.prctl(36, 0, 0, 0, 0)
+        try:
+            p = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                                "sh", "-c", "sleep 600 </dev/null >/dev/null 2>&1 & echo $!"],
+                               stdout=subprocess.PIPE, check=True, start_new_session=True)
+        finally:
+            libc.prctl(36, flag.value, 0, 0, 0)
+        return int(p.stdout.split()[0])
+
+    def victim_alive(self) -> bool:
+        try:
+            with open(f"/proc/{self.victim_pid}/cmdline", "rb") as f:
+                return f.read().startswith(b"sleep")
+        except OSError:
+            return False
+
+    def _accept(self, sock, name):
+        sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.hits.append(name)
+            conn.close()
+
+    def paths_h(self) -> str:
+        q = lambda p: '"' + str(p) + '"'  # noqa: E731
+        return "\n".join([
+            f"#define SECRET_OTHER {q(self.other)}",
+            f"#define SECRET_GRADER {q(self.grader)}",
+            f"#define SECRET_DIR {q(self.dir)}",
+            f"#define SENTINEL {q(self.sentinel)}",
+            f"#define HOST_TMP_FILE {q(self.host_tmp_file)}",
+            f"#define COURSE_ROOT {q(ROOT)}",
+            f"#define SOLUTION_FILE {q(ROOT / 'labs' / 'faults' / 'faults.c')}",
+            f"#define GRADER_FILE {q(ROOT / 'grader' / 'runner.py')}",
+            f"#define TCP_PORT {self.tcp.getsockname()[1]}",
+            f"#define ABSTRACT_NAME {q(self.abstract)}",
+            f"#define VICTIM_PID {self.victim_pid}",
+            ""])
+
+    def close(self):
+        self._stop = True
+        for t in self.threads:
+            t.join(2)
+        self.tcp.close()
+        self.unix.close()
+        try:
+            os.kill(self.victim_pid, signal.SIGKILL)
+        except OSError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.host_tmp_file.exists():
+            self.host_tmp_file.unlink()
+
+
+@pytest.fixture(scope="module")
+def host(hostile_sb):
+    h = Host(hostile_sb.uid)
+    yield h
+    h.close()
+
+
+def _free_sandbox(limits: Limits, first: int) -> Sandbox:
+    """A sandbox on the first free slot from `first` (other graders may hold some)."""
+    for slot in range(first, first + 100):
+        try:
+            return Sandbox(slot, limits)
+        except SandboxError as e:
+            if "in use" not in str(e):
+                raise
+    raise RuntimeError("no free sandbox slot")
+
+
+@pytest.fixture(scope="module")
+def hostile_sb():
+    sb = _free_sandbox(LIMITS, 40)
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(scope="module")
+def reference_sb():
+    sb = _free_sandbox(Limits(), 140)
+    yield sb
+    sb.close()
+
+
+def _uid_processes(uid: int, but: int = 0) -> list[str]:
+    found = []
+    for e in os.listdir("/proc"):
+        if e.isdigit() and int(e) != but:
+            try:
+                if os.stat(f"/proc/{e}").st_uid == uid:
+                    with open(f"/proc/{e}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    found.append(f"{e}: {cmd}")
+            except OSError:
+                pass
+    return found
+
+
+def _seed_build(session_build: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    shutil.copytree(session_build / "common", dest / "common")
+    shutil.copy2(session_build / "libmemlab.a", dest / "libmemlab.a")
+    for stamp in session_build.glob(".deps-*"):
+        shutil.copy2(stamp, dest / stamp.name)
+    return dest
+
+
+# ---- the reference labs, sandboxed: full marks ---------------------------------
+
+@pytest.mark.parametrize("lab", REFERENCE)
+def test_reference_lab_scores_full_marks_sandboxed(lab, reference_sb, session_build, tmp_path):
+    sb = reference_sb
+    build = _seed_build(session_build, tmp_path / "build")
+    res = grade_lab(spec.load(ROOT / "labs" / lab), ROOT, 1, build_dir=build, sandbox=sb)
+    assert res.build and res.build.ok, res.build.log if res.build else res.error
+    bad = [f"{v.check.name}: {v.status}: {v.message}" for v in res.verdicts if v.status == "fail"]
+    assert not bad, "\n".join(bad)
+    graded = [v for v in res.verdicts if v.status == "ok"]
+    assert graded, "every check was skipped"
+    for name, run in res.runs.items():
+        assert run.sandbox.get("uid") == sb.uid, (name, run.sandbox)
+        assert run.sandbox.get("oom_kill") == 0 and run.sandbox.get("pids_max") == 0, run.sandbox
+        for cp in run.checkpoints:      # the grader read /proc/<host pid> of the sandboxed lab
+            assert cp.obs.get("uid") in (None, sb.uid) or cp.obs.get("uid") == sb.uid
+    if lab == "cow":        # /proc/<pid>/mem of another uid, read by the root grader
+        caps = res.runs["main"].captures
+        assert all(isinstance(caps[c], int) for c in ("child_changed", "parent_changed")), caps
+    if lab in ("oom", "cgroup"):        # the lab's own groups were made under the run's
+        groups = [r.figures.get("cgroup") for r in res.runs.values()]
+        assert all(isinstance(g, str) and "/memlab-sbx" in g for g in groups), groups
+    assert not _uid_processes(sb.uid)
+
+
+# ---- hostile programs ---------------------------------------------------------------
+
+_GRADED: dict = {}
+
+
+def _grade(name: str, sb: Sandbox, host: Host, session_build: Path, tmp_root: Path):
+    if name in _GRADED:
+        return _GRADED[name]
+    work = tmp_root / name
+    src = work / "src" / "faults"
+    src.mkdir(parents=True)
+    shutil.copy2(HOSTILE / f"{name}.c", src / "faults.c")
+    (src / "paths.h").write_text(host.paths_h())
+    build = _seed_build(session_build, work / "build")
+    t0 = time.monotonic()
+    res = grade_lab(spec.load(ROOT / "labs" / "faults"), ROOT, 1, build_dir=build,
+                    labs_src=work / "src", timeout=TIMEOUT, sandbox=sb)
+    elapsed = time.monotonic() - t0
+    _GRADED[name] = (res, elapsed)
+    return res, elapsed
+
+
+@pytest.fixture(scope="module")
+def hostile_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("hostile")
+
+
+@pytest.fixture
+def graded(hostile_sb, host, session_build, hostile_root):
+    return lambda name: _grade(name, hostile_sb, host, session_build, hostile_root)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_hostile_program_scores_nothing_and_names_the_cause(name, graded, hostile_sb, host):
+    res, elapsed = graded(name)
+    causes, ends = EXPECT[name]
+    assert elapsed <= BOUND, f"the grading took {elapsed:.1f} s"
+    assert res.score == 0, [(v.check.name, v.status) for v in res.verdicts]
+    for v in res.verdicts:
+        if v.status == "skip":
+            continue
+        assert v.status == "fail" and not v.internal, (v.check.name, v.status, v.message)
+        assert any(c in v.message for c in causes), f"{v.check.name}: {v.message!r}"
+    for rname, run in res.runs.items():
+        assert any(e in run.describe() for e in ends), f"run {rname}: {run.describe()}"
+        assert run.duration <= TIMEOUT + 2, f"run {rname} lasted {run.duration:.1f} s"
+    if not ends:
+        assert res.error == "compile error" and not res.runs
+    # no harm done
+    assert not _uid_processes(hostile_sb.uid, host.victim_pid), "a process of the sandbox survived"
+    assert host.sentinel.read_text() == "untouched\n"
+    assert not host.host_tmp_file.exists()
+    assert host.hits == [], f"a listener of the host was reached: {host.hits}"
+    assert host.victim_alive(), "the victim process was killed"
+
+
+def _all_text(res) -> str:
+    parts = [res.build.log if res.build else ""]
+    for run in res.runs.values():
+        parts += [run.stdout, run.stderr, repr(run.figures)]
+    parts += [v.message for v in res.verdicts]
+    return "\n".join(parts)
+
+
+def test_secrets_stay_hidden_at_run_time(graded, host):
+    res, _ = graded("read_secrets")
+    text = _all_text(res)
+    assert "/etc/shadow: cannot open" in text, text[:2000]      # it really tried
+    for marker in (host.marker_other, host.marker_grader):
+        assert marker not in text
+    assert "Run one lab program under observation" not in text   # the grader's own source
+    assert "BEGIN SOLUTION" not in text                          # the reference solution
+    shadow = Path("/etc/shadow").read_text().splitlines()[0]
+    assert shadow not in text
+    stdout = res.runs["plain"].stdout
+    assert f"{host.dir}/: cannot list" in stdout and "/home/: cannot list" in stdout
+    assert "/sys/fs/cgroup/memory/memory.limit_in_bytes: cannot open" in stdout
+
+
+def test_writes_outside_the_work_folder_fail(graded, host):
+    res, _ = graded("write_outside")
+    out = res.runs["plain"].stdout
+    for target in (str(host.sentinel), str(ROOT / "Makefile"), "/etc/passwd", "/usr/evil", "/evil"):
+        assert f"{target}: cannot open" in out, out
+    assert not (ROOT / "evil").exists()
+    assert host.sentinel.read_text() == "untouched\n"
+
+
+def test_signals_reach_nothing_outside(graded, host):
+    res, _ = graded("signal_others")
+    out = res.runs["plain"].stdout
+    assert f"kill(victim {host.victim_pid}): -1" in out, out
+    assert host.victim_alive()
+    assert "other pids signalled: " in out
+
+
+def test_no_network(graded, host):
+    res, _ = graded("network")
+    out = res.runs["plain"].stdout
+    assert "tcp 127.0.0.1:" in out and ": -1" in out, out
+    assert "abstract unix" in out
+    assert host.hits == []
+
+
+def test_leftover_process_is_killed(graded, hostile_sb, host):
+    res, _ = graded("leftover")
+    for run in res.runs.values():
+        assert run.duration < 2.5, run.duration
+    assert not _uid_processes(hostile_sb.uid, host.victim_pid)
+
+
+@pytest.mark.parametrize("name", ["include_shadow", "include_student", "include_solution"])
+def test_compile_errors_leak_nothing(name, graded, host):
+    res, _ = graded(name)
+    assert res.error == "compile error"
+    log = res.build.log
+    assert host.marker_other not in log and "BEGIN SOLUTION" not in log
+    assert "No such file or directory" in log, log
+    assert Path("/etc/shadow").read_text().splitlines()[0] not in log
+
+
+def test_endless_compilations_are_stopped(graded):
+    for name in ("include_zero", "include_forever"):
+        res, elapsed = graded(name)
+        assert "the compilation was stopped" in res.build.log, res.build.log[-2000:]
+        assert elapsed < LIMITS.compile_s + 10
+
+
+def test_missing_file_is_named(hostile_sb, session_build, tmp_path):
+    (tmp_path / "src" / "faults").mkdir(parents=True)
+    (tmp_path / "src" / "faults" / "README").write_text("oops, no C\n")
+    build = _seed_build(session_build, tmp_path / "build")
+    res = grade_lab(spec.load(ROOT / "labs" / "faults"), ROOT, 1, build_dir=build,
+                    labs_src=tmp_path / "src", sandbox=hostile_sb)
+    assert res.score == 0 and res.error == "compile error"
+    assert all("no such file" in v.message for v in res.verdicts), [v.message for v in res.verdicts]
+
+
+def test_bwrap_exit_status_becomes_the_signal(hostile_sb, graded):
+    res, _ = graded("crash")
+    for run in res.runs.values():
+        assert run.signal == signal.SIGSEGV and run.exit is None
+
+
+def test_limits_are_named_with_their_values(graded):
+    res, _ = graded("memory_hog")
+    assert all(f"memory limit ({LIMITS.memory_mb} MiB)" in r.describe() for r in res.runs.values())
+    assert all(r.sandbox["oom_kill"] >= 1 for r in res.runs.values())
+    res, _ = graded("fork_bomb")
+    assert all(f"process limit ({LIMITS.pids} processes)" in r.describe() for r in res.runs.values())
+    res, _ = graded("busy_loop")
+    assert all(r.signal == signal.SIGXCPU or r.limit == "time" for r in res.runs.values())
+    res, _ = graded("file_flood")
+    assert all(r.signal == signal.SIGXFSZ for r in res.runs.values())
+
+
+def test_cpu_limit_is_sigxcpu(hostile_sb):
+    """A busy loop with time to spare on the wall clock meets the CPU-time limit."""
+    r = hostile_sb.run(["/bin/sh", "-c", "while :; do :; done"], timeout=60)
+    assert r.signal == signal.SIGXCPU and r.limit == "cpu", r
+    assert r.describe() == f"stopped: CPU-time limit ({LIMITS.cpu_s} s of CPU), killed by SIGXCPU"
+    assert r.info["cpu_s"] >= LIMITS.cpu_s * 0.8      # cpuacct counts a little differently
+
+
+# ---- the views: what each kind of lab sees ---------------------------------------
+
+def test_ordinary_run_sees_no_sys_and_no_cgroup(hostile_sb):
+    r = hostile_sb.run(["/bin/sh", "-c", "id -u; ls /sys; cat /proc/self/cgroup; ls /; echo $$"],
+                       timeout=20)
+    out = r.output
+    assert r.exit != 0 or "cannot access '/sys'" in out
+    assert str(hostile_sb.uid) in out.splitlines()[0]
+    assert "memory:/\n" in out or "0::/\n" in out        # a cgroup namespace
+
+
+def test_memcg_lab_gets_its_own_group_and_no_more(hostile_sb):
+    script = ("cat /proc/self/cgroup; grep cgroup /proc/self/mountinfo; "
+              "d=$(awk '$9 ~ /cgroup/ {print $5; exit}' /proc/self/mountinfo); echo DIR=$d; "
+              "mkdir $d/memlab-test-1 && echo MKDIR-OK; rmdir $d/memlab-test-1; "
+              "echo 1 > $d/memory.limit_in_bytes 2>/dev/null || echo 1 > $d/memory.max 2>/dev/null "
+              "|| echo LIMIT-REFUSED; ls /sys/fs/cgroup/")
+    r = hostile_sb.run(["/bin/sh", "-c", script], timeout=20, needs={"memcg"})
+    out = r.output
+    assert "MKDIR-OK" in out and "LIMIT-REFUSED" in out, out
+    line = next(ln for ln in out.splitlines() if ln.startswith("DIR="))
+    assert "/memlab-sbx" in line, out          # the run's own group, at its host path
+    mounts = [ln for ln in out.splitlines() if " - cgroup" in ln]
+    assert len(mounts) == 1, mounts            # that group only
+
+
+def test_numa_lab_sees_the_node_topology_read_only(hostile_sb):
+    r = hostile_sb.run(["/bin/sh", "-c", "ls /sys/devices/system/node/ && touch "
+                        "/sys/devices/system/node/x || echo RO; ls /sys/kernel 2>&1"],
+                       timeout=20, needs={"numa2"})
+    assert "node0" in r.output and "RO" in r.output and "No such file" in r.output, r.output
+
+
+# ---- API, flags, refusal ------------------------------------------------------------
+
+def test_slot_is_exclusive(hostile_sb):
+    with pytest.raises(SandboxError, match="in use"):
+        Sandbox(hostile_sb.slot)
+
+
+def test_uid_of_an_account_is_refused(monkeypatch):
+    class Fake:
+        pw_name = "alice"
+    monkeypatch.setattr(sandboxmod.pwd, "getpwuid", lambda uid: Fake())
+    with pytest.raises(SandboxError, match="alice"):
+        Sandbox(299)
+
+
+def test_refusal_and_unsafe_flag(monkeypatch):
+    monkeypatch.setattr(sandboxmod, "available", lambda: (False, "bubblewrap is not installed",
+                                                          "apt-get install bubblewrap"))
+    with pytest.raises(SandboxError) as e:
+        Sandbox(298)
+    assert "bubblewrap is not installed" in str(e.value) and "apt-get install" in str(e.value)
+    sb = Sandbox(298, unsafe=True)
+    assert not sb.active and sb.unsafe and sb.describe()["unsafe"] is True
+    assert sb.wrap(["/bin/true"], {}) == ["/bin/true"]
+    res = execute("t", ["/bin/true"], sandbox=sb, timeout=5)      # runs as is
+    assert res.exit == 0
+    sb.close()
+
+
+def test_execute_with_wrap_of_a_sandbox(hostile_sb, tmp_path):
+    res = execute("t", ["/bin/sh", "-c", "id -u; exit 7"], wrap=hostile_sb.wrap, timeout=10)
+    assert res.exit == 7 and res.stdout.strip() == str(hostile_sb.uid), (res.stdout, res.stderr)
+    assert res.sandbox["uid"] == hostile_sb.uid
+
+
+def test_describe_for_results(hostile_sb):
+    d = hostile_sb.describe()
+    assert d["sandbox"] is True and d["unsafe"] is False and d["uid"] == hostile_sb.uid
+    assert d["limits"]["memory_mb"] == LIMITS.memory_mb
+
+
+def test_run_cgroups_are_removed(hostile_sb):
+    hostile_sb.run(["/bin/true"], timeout=10)
+    prefix = f"memlab-sbx{hostile_sb.slot}-{os.getpid()}-"
+    deadline = time.monotonic() + 5
+    while True:
+        hostile_sb._retry_graveyard()
+        left = [os.path.join(b, e) for b in hostile_sb._bases.values() for e in os.listdir(b)
+                if e.startswith(prefix)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left
