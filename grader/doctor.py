@@ -18,15 +18,8 @@ from pathlib import Path
 
 from . import cgroup as cgroupmod
 from . import env as envmod
+from .env import _read
 from .spec import discover
-
-
-def _read(root: str, path: str) -> str | None:
-    try:
-        with open(os.path.join(root, path.lstrip("/"))) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def capabilities(root: str = "/") -> tuple[int, bool]:

@@ -73,7 +73,7 @@ def test_v1_hybrid(tmp_path):
     assert data["features"]["memcg"]["ok"], data["features"]["memcg"]
     assert not data["features"]["cgroup_v2"]["ok"]
     assert data["labs"]["oom"] == [] and data["labs"]["cgroup"] == []
-    assert set(plan_reasons(data, "numa")) == {"interleave", "preferred", "migrate"}
+    assert set(plan_reasons(data, "numa")) == {"topology", "interleave", "preferred", "migrate"}
     text = doctor.render(data)
     assert "v1 (the memory controller is on a v1 hierarchy)" in text
     assert "oom        runs in full" in text
