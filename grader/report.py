@@ -49,8 +49,9 @@ def verdict_lines(v: Verdict, color: bool, show_hidden_tag: bool = True) -> list
             and not isinstance(v.observed, bool) else head
     elif v.status == "fail":
         lines.append(f"               {v.message}")
-        if v.hint:
-            lines.append(f"               hint: {v.hint}")
+        hint = v.hint or v.check.hint
+        if hint:
+            lines.append(f"               hint: {hint}")
     else:
         lines.append(f"               skipped: {v.message}")
         if v.fix:

@@ -32,7 +32,8 @@ def test_entry(v: Verdict, number: str, params: dict) -> dict:
     elif v.status == "skip":
         output = f"SKIPPED on the grading machine: {v.message}." + (f" To run it: {v.fix}." if v.fix else "")
     else:
-        output = f"FAILED: {c.title}. {v.message}." + (f"\nHint: {v.hint}" if v.hint else "")
+        hint = v.hint or c.hint
+        output = f"FAILED: {c.title}. {v.message}." + (f"\nHint: {hint}" if hint else "")
     return {
         "name": f"{v.lab}: {c.title}",
         "number": number,

@@ -154,6 +154,7 @@ def test_checkpoint_ns_fields():
 def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
+                       "cp_seq", "calls", "signals_sent",
                        "exe_extent"}
 
 
