@@ -6,9 +6,10 @@
 FROM debian:bookworm-slim
 
 # Debian's packages for the purposes build, grade and test, read from deps/packages.txt
-# (the one list, which `make`'s dependency step reads too). Not vm: no QEMU in here.
-# Not perf: no lab needs it, and linux-perf with its perl and python modules would
-# more than double the image (apt-get install linux-perf as root if you want it).
+# (the one list, which `make`'s dependency step reads too). Not vm: no QEMU in here;
+# not optional: without them their checks skip, with the reason.
+# Not perf: no lab needs it, and linux-perf with its perl modules would add 82 MiB,
+# a quarter of the image (apt-get install linux-perf as root if you want it).
 COPY deps/packages.txt deps/install /opt/memlab/deps/
 RUN apt-get update \
  && apt-get install -y --no-install-recommends $(/opt/memlab/deps/install --list build grade test) \
@@ -23,6 +24,9 @@ COPY --chown=memlab:memlab . /opt/memlab/
 USER memlab
 WORKDIR /opt/memlab
 RUN rm -rf build dist && make build
+
+# The entry point starts as root only to set up /memlab and memlab's uid, then runs
+# the command (bash) as memlab; as root only in a --privileged container.
 USER root
 
 ENV LANG=C.UTF-8 MEMLAB_SKIP_VM=1

@@ -17,6 +17,8 @@ Needs what the sandbox needs (root, bubblewrap, cgroups). Not a timed test.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,9 +51,18 @@ def ms(xs: list[float]) -> str:
             f"p90 {xs[len(xs) * 9 // 10] * 1e3:6.1f}")
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+def cpu_now() -> float:
+    """CPU seconds used so far by this process and its reaped children (the sandbox's
+    processes included): unlike the wall clock, it does not grow with the machine's load."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn, cpu: list | None = None) -> float:
+    c0, t0 = cpu_now(), time.perf_counter()
     fn()
+    if cpu is not None:
+        cpu.append(cpu_now() - c0)
     return time.perf_counter() - t0
 
 
@@ -77,23 +88,30 @@ def main() -> int:
         sb = sandboxmod.Sandbox(args.slot)
         try:
             print(f"memlab sandbox overhead per run: {args.times} runs each, alternating; "
-                  f"cgroup v{sb.version}, slot uid {sb.uid}")
+                  f"cgroup v{sb.version}, slot uid {sb.uid}, wrapper "
+                  f"{'compiled helper' if sb._helper else 'sh + setpriv'}; load average "
+                  f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
             for label, argv in (("/bin/true", ["/bin/true"]), ("tiny lab", [str(tiny)])):
-                bare, boxed = [], []
+                bare, boxed, bare_cpu, boxed_cpu = [], [], [], []
                 for _ in range(3):          # warm up both
                     execute("w", argv)
                     execute("w", argv, sandbox=sb)
                 for _ in range(args.times):
-                    bare.append(timed(lambda: execute("b", argv)))
+                    bare.append(timed(lambda: execute("b", argv), bare_cpu))
                     r = [None]
-                    boxed.append(timed(lambda: r.__setitem__(0, execute("s", argv, sandbox=sb))))
+                    boxed.append(timed(lambda: r.__setitem__(0, execute("s", argv, sandbox=sb)),
+                                       boxed_cpu))
                     assert r[0].exit == 0 and not r[0].error, r[0].describe()
                     if label == "tiny lab":
                         assert r[0].checkpoints and r[0].checkpoints[0].held, r[0].checkpoints
                 d = statistics.median(boxed) - statistics.median(bare)
                 print(f"  {label:<10} bare      {ms(bare)}")
                 print(f"  {label:<10} sandboxed {ms(boxed)}")
-                print(f"  {label:<10} overhead  {d * 1e3:6.1f} ms (median against median)")
+                p10 = sorted(boxed)[len(boxed) // 10] - sorted(bare)[len(bare) // 10]
+                dc = statistics.median(boxed_cpu) - statistics.median(bare_cpu)
+                print(f"  {label:<10} overhead  {d * 1e3:6.1f} ms wall (median - median), "
+                      f"{p10 * 1e3:.1f} ms (p10 - p10); CPU {statistics.median(bare_cpu) * 1e3:.1f} -> "
+                      f"{statistics.median(boxed_cpu) * 1e3:.1f} ms: +{dc * 1e3:.1f} ms")
             setup = []
             wd = tempfile.mkdtemp(prefix="memlab-bench-run-")
             for _ in range(args.times):

@@ -52,6 +52,13 @@ class BatchError(Exception):
     """Bad input or a missing tool: the batch cannot start. The message says what to do."""
 
 
+class SlotBusy(Exception):
+    """Another grader holds this sandbox slot (its uid): the driver retries with another."""
+
+
+SLOT_BUSY = 75          # a worker's exit status when its slot is taken (EX_TEMPFAIL)
+
+
 class _Stop(Exception):
     """SIGTERM or SIGHUP: stop like Ctrl-C, keeping every finished result."""
 
@@ -230,7 +237,12 @@ def open_sandbox(slot: int, unsafe: bool, stack: contextlib.ExitStack):
                          + "; or grade without it: --unsafe (UNSAFE=1)")
     if "sandbox" not in inspect.signature(grade_lab).parameters:
         raise BatchError("grade_lab() takes no sandbox yet in this grader; use --unsafe (UNSAFE=1)")
-    sb = sandboxmod.Sandbox(slot)
+    try:
+        sb = sandboxmod.Sandbox(slot)
+    except sandboxmod.SandboxError as e:
+        if "in use" in str(e):
+            raise SlotBusy(str(e)) from None
+        raise BatchError(f"the sandbox could not be set up: {e}") from None
     if hasattr(sb, "__enter__"):
         sb = stack.enter_context(sb)
     elif hasattr(sb, "close"):
@@ -300,9 +312,11 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
         say(f"{prep.student}: refused: {prep.refused}")
         return doc
 
-    write_results(out / "results.json", doc_now())
     with contextlib.ExitStack() as stack:
-        sandbox = open_sandbox(slot, unsafe, stack)
+        sandbox = open_sandbox(slot, unsafe, stack)     # before anything is written
+        if sandbox is not None and hasattr(sandbox, "describe"):
+            meta["sandbox"] = sandbox.describe()
+        write_results(out / "results.json", doc_now())
         for lab in labs:
             t = time.monotonic()
             if lab.name in prep.problems:
@@ -339,7 +353,9 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
 def cmd_submission(args) -> int:
     """python3 -m grader submission: one student (see docs/batch.md)."""
     from .cli import _labs
+    from .runner import set_subreaper as _subreaper
     _die_with_parent(args.parent)
+    _subreaper()          # from the start: orphans of a compilation come back here, not to the driver
     root = Path(args.root)
     labs = _labs(root, args.labs.split() if args.labs else None)
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
@@ -365,6 +381,9 @@ def cmd_submission(args) -> int:
         doc = grade_submission(root, labs, out, seed, prep, work=work,
                                common_build=Path(args.common_build) if args.common_build else None,
                                slot=args.slot, unsafe=args.unsafe, meta=meta, say=say)
+    except SlotBusy as e:
+        print(f"memlab submission: {e}", file=sys.stderr)
+        return SLOT_BUSY
     except BatchError as e:
         print(f"memlab submission: {e}", file=sys.stderr)
         return 2
@@ -624,6 +643,8 @@ def _run(root: Path, labs: list[Lab], submissions: Path, out: Path, opts: Option
     limit = opts.student_timeout or student_time_limit(labs)
     running: list[_Worker] = []
     free = list(range(opts.jobs))
+    busy: set[int] = set()
+    slot_changes = 0
     queue = list(todo)
     common_build = out / ".work" / ".common-build"   # dot: never a student
     if queue:
@@ -640,18 +661,33 @@ def _run(root: Path, labs: list[Lab], submissions: Path, out: Path, opts: Option
                 st.status = "running"
             display.progress([w.student.entry.student for w in running])
             finished = _wait_some(running)
+            died = False
             for w in finished:
                 running.remove(w)
+                if w.proc.poll() == SLOT_BUSY and slot_changes < 3 * opts.jobs + 10:
+                    # another grader holds this slot's uid: take the next one, grade again
+                    if w.log:
+                        w.log.close()
+                    slot_changes += 1
+                    new = max([*free, *(x.slot for x in running), w.slot, *busy]) + 1
+                    busy.add(w.slot)
+                    display.line(f"  sandbox slot {w.slot} is in use by another grader: "
+                                 f"using slot {new} instead")
+                    free.append(new)
+                    free.sort()
+                    w.student.status = "todo"
+                    queue.insert(0, w.student)
+                    continue
                 free.append(w.slot)
                 free.sort()
-                _collect(w, labs, opts, common_meta, limit)
+                died |= not _collect(w, labs, opts, common_meta, limit)
                 display.done += 1
                 st = w.student
                 if st.status == "failed":
                     display.failures += 1
                 display.line(_student_line(display, st, names))
                 publish()
-            if finished:
+            if died:            # what a killed or crashed worker left behind came back to us
                 sweep_orphans({w.proc.pid for w in running})
     except (KeyboardInterrupt, _Stop) as e:
         interrupted = "Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
@@ -764,7 +800,9 @@ def _kill(w: _Worker):
         w.log.close()
 
 
-def _collect(w: _Worker, labs: list[Lab], opts: Options, meta: dict, limit: float):
+def _collect(w: _Worker, labs: list[Lab], opts: Options, meta: dict, limit: float) -> bool:
+    """Take a finished (or timed-out) worker's result; False when the worker did not end
+    on its own with status 0 (killed, crashed)."""
     st = w.student
     st.seconds = time.monotonic() - w.started
     timed_out = w.proc.poll() is None
@@ -800,6 +838,7 @@ def _collect(w: _Worker, labs: list[Lab], opts: Options, meta: dict, limit: floa
         st.doc = doc
         st.status = "failed"
     shutil.rmtree(st.work / "build", ignore_errors=True)
+    return not timed_out and rc == 0
 
 
 def _signame(n: int) -> str:

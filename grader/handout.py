@@ -37,7 +37,7 @@ class HandoutError(Exception):
 
 # Top-level entries of the handout; anything else at the top (.git, build/, dist/,
 # tests/ with its reference solutions and cheats, bench/, .ci/, ...) stays home.
-INCLUDE = ("Makefile", "README.md", ".editorconfig", ".gitignore", "Dockerfile",
+INCLUDE = ("Makefile", "README.md", ".editorconfig", ".gitignore", "Dockerfile", ".dockerignore",
            "deps", "common", "grader", "labs", "docs")
 # Names never copied, at any depth.
 EXCLUDE_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}

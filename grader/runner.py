@@ -352,6 +352,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     exited_at = None
     open_streams = 3
     seq = 0
+    nspids: dict[int, int | None] = {}      # host pid -> pid in the sandbox's pid namespace
 
     def stop(reason: str):
         res.limit = reason
@@ -406,6 +407,8 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
                     if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS and len(cdata) >= 12:
                         pid = struct.unpack("3i", cdata[:12])[0]
                 seq += 1
+                if sandbox is not None and pid and pid not in nspids:
+                    nspids[pid] = _inner_pid(pid)    # to put strace's pids back on the host's
                 if seq > MESSAGE_LIMIT:
                     _close(reply_fd)
                     if not res.limit:
@@ -443,6 +446,8 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     if tracefile:
         try:
             res.trace = parse_strace(_read_trace(tracefile), lab_fd)
+            if sandbox is not None:
+                _trace_host_pids(res, nspids)
         finally:
             try:
                 os.unlink(tracefile)
@@ -451,6 +456,27 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     if not cwd:
         _rmtree(workdir)
     return res
+
+
+def _inner_pid(pid: int) -> int | None:
+    """The pid a process has in its own (innermost) pid namespace (NSpid's last field)."""
+    try:
+        return procfs.parse_status(procfs.read(pid, "status")).get("nspid", [None])[-1]
+    except (procfs.ProcError, IndexError):
+        return None
+
+
+def _trace_host_pids(res: RunResult, nspids: dict) -> None:
+    """strace ran inside the sandbox's pid namespace: give its events the host pids
+    the checkpoints and messages carry (the inner one stays as `nspid`)."""
+    back = {inner: host for host, inner in nspids.items() if inner}
+    for cp in res.checkpoints:
+        inner = cp.obs.get("nspid")
+        if inner:
+            back.setdefault(inner[-1], cp.pid)
+    for ev in res.trace:
+        if ev["pid"] in back:
+            ev["nspid"], ev["pid"] = ev["pid"], back[ev["pid"]]
 
 
 def _read_trace(path: str, limit: int = 64 * 1024 * 1024) -> str:
@@ -501,10 +527,18 @@ def _hung_up(sock: socket.socket) -> bool:
 
 
 def _gone(pid: int) -> bool:
-    """The process has exited (a zombie) or does not exist any more."""
+    """The process has exited (a zombie), is exiting, or does not exist any more.
+
+    Exiting (PF_EXITING in stat's flags) counts: while a process exits, a grader
+    without CAP_SYS_PTRACE (a normal user, a container) can no longer read its
+    syscall file, which would otherwise read as "cannot tell" rather than "gone"."""
     try:
-        return procfs.parse_stat(procfs.read(pid, "stat"))["state"] in ("Z", "X")
-    except procfs.ProcError:
+        text = procfs.read(pid, "stat")
+        if procfs.parse_stat(text)["state"] in ("Z", "X"):
+            return True
+        flags = int(text[text.rfind(")") + 2:].split()[6])
+        return bool(flags & 0x4)    # PF_EXITING
+    except (procfs.ProcError, ValueError, IndexError):
         return True
 
 

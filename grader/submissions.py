@@ -134,11 +134,19 @@ def find_entries(folder: Path) -> list[Entry]:
     # the same name twice: both refused, but each needs its own folder in OUT
     by_id = {}
     for e in entries:
-        by_id.setdefault(e.student, []).append(e)
+        by_id.setdefault(e.student.lower(), []).append(e)
     for same in by_id.values():
         if len(same) > 1:
             for e in same:
-                e.student = f"{e.student}.{e.kind}"
+                ext = e.path.name[len(e.name):].lstrip(".") if e.kind != "dir" else "dir"
+                e.student = f"{e.student}.{student_id(ext) if ext else e.kind}"
+    taken: set[str] = set()
+    for e in sorted(entries, key=lambda e: e.path.name):
+        base, n = e.student, 1
+        while e.student.lower() in taken:
+            n += 1
+            e.student = f"{base}~{n}"
+        taken.add(e.student.lower())
     return sorted(entries, key=lambda e: (e.student.lower(), e.student))
 
 

@@ -156,6 +156,16 @@ def test_find_entries(tmp_path):
     assert es["a b"].student != es["a_b"].student
     assert es["a b"].student.startswith("a_b~")
     assert es["readme.txt"].kind == "other" and "not a submission" in es["readme.txt"].problem
+    tgz(tmp_path / "fay.tar.gz", [("maps/maps.c", MAPS)])
+    tgz(tmp_path / "fay.tgz", [("maps/maps.c", MAPS)])
+    (tmp_path / "Fay").mkdir()
+    es = {e.path.name: e for e in subs.find_entries(tmp_path)}
+    # fay and Fay differ in case only: suffixes (a folder copied to macOS stays apart)
+    assert es["fay.tar.gz"].student.endswith(".tar.gz") and es["fay.tgz"].student.endswith(".tgz")
+    assert "2 entries for student 'fay'" in es["fay.tgz"].problem
+    assert not es["Fay"].problem and es["Fay"].student.startswith("Fay~")
+    ids = [e.student.lower() for e in es.values()]
+    assert len(ids) == len(set(ids))
 
 
 # ---- submissions.py: taking the lab files out safely -----------------------------------
@@ -674,18 +684,72 @@ def test_bad_input_is_named(tmp_path):
     assert p.returncode == 2 and "JOBS" in p.stderr
 
 
-def test_without_a_sandbox_batch_refuses_unless_unsafe(tmp_path):
+@pytest.mark.parametrize("how", ["missing", "unavailable"])
+def test_without_a_sandbox_batch_refuses_unless_unsafe(tmp_path, monkeypatch, how):
+    """No grader/sandbox.py, or one that cannot run here: refused with its reason."""
+    import types
+    import grader
+    from grader import batch, spec
+    if how == "missing":
+        monkeypatch.delattr(grader, "sandbox", raising=False)
+        monkeypatch.setitem(sys.modules, "grader.sandbox", None)
+    else:
+        fake = types.SimpleNamespace(available=lambda: (False, "bwrap is not installed",
+                                                        "apt-get install bubblewrap"))
+        monkeypatch.setattr(grader, "sandbox", fake, raising=False)
+        monkeypatch.setitem(sys.modules, "grader.sandbox", fake)
+    (tmp_path / "class" / "ann").mkdir(parents=True)
+    labs = [spec.load(ROOT / "labs" / "maps")]
+    with pytest.raises(batch.BatchError) as e:
+        batch.run_batch(ROOT, labs, tmp_path / "class", tmp_path / "out", batch.Options())
+    assert "UNSAFE=1" in str(e.value)
+    assert ("no sandbox" if how == "missing" else "bwrap is not installed") in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def _sandbox_ok() -> bool:
     try:
         from grader import sandbox
-        ok = sandbox.available()[0]
     except ImportError:
-        ok = False
-    if ok:
-        pytest.skip("a sandbox is available here")
-    (tmp_path / "class" / "ann").mkdir(parents=True)
-    p = grader("batch", tmp_path / "class", tmp_path / "out")
-    assert p.returncode == 2 and "sandbox" in p.stderr and "UNSAFE=1" in p.stderr
-    assert not (tmp_path / "out" / "ann").exists()
+        return False
+    return sandbox.available()[0]
+
+
+def test_sandboxed_batch_moves_off_a_busy_slot(tmp_path, session_build):
+    """Graded in the sandbox (no --unsafe); slot 0's uid is taken by "another grader"
+    (this test holds its lock), so the driver moves that worker to the next slot."""
+    if not _sandbox_ok():
+        pytest.skip("no usable sandbox here (grader/sandbox.py)")
+    import fcntl
+    from grader import sandbox
+    cls = tmp_path / "class"
+    (cls / "ann" / "maps").mkdir(parents=True)
+    (cls / "ann" / "maps" / "maps.c").write_bytes(MAPS)
+    lockdir = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
+    fd = os.open(f"{lockdir}/memlab-sandbox-{sandbox.UID_BASE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass                      # someone else holds it: busy all the same
+        proc = subprocess.Popen([PY, "-m", "grader", "batch", str(cls), str(tmp_path / "out"),
+                                 "--labs", "maps", "--jobs", "1"], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = ""
+        for line in proc.stdout:
+            first += line
+            if "in use by another grader" in line or line.startswith("[1/1]"):
+                break
+    finally:
+        os.close(fd)
+    rest, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, first + rest + err
+    assert "sandbox slot 0 is in use by another grader: using slot 1" in first
+    doc = json.loads((tmp_path / "out" / "ann" / "results.json").read_text())
+    b = doc["extra_data"]["batch"]
+    assert b["unsafe"] is False and "unsafe" not in doc["extra_data"]
+    assert b["slot"] >= 1 and b["sandbox"]["sandbox"] is True
+    assert doc["score"] == 14, doc["output"]
 
 
 def test_make_batch_needs_its_folders():

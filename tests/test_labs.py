@@ -27,6 +27,8 @@ def test_reference_full_marks(lab, grade_reference):
     for v in res.verdicts:
         if v.status == "skip":
             assert v.message and v.fix, f"{v.check.name}: a skip needs a reason and a fix"
+    if all(v.status == "skip" for v in res.verdicts):
+        pytest.skip(f"every check of {lab} skips here: {res.verdicts[0].message}")
     assert res.score == res.max_score > 0
 
 
@@ -44,6 +46,9 @@ def test_stub_scores_only_it_ran_checks(lab, grade_source):
         assert v.status in ("fail", "skip"), f"{v.check.name} passes on the stub"
         if v.status == "fail":
             assert v.message, f"{v.check.name} fails without a message"
+    graded = [v for v in res.verdicts if not ran_check(v.check.name)]
+    if all(v.status == "skip" for v in graded):
+        pytest.skip(f"every graded check of {lab} skips here: {graded[0].message}")
     assert res.score < res.max_score
 
 

@@ -498,6 +498,27 @@ def test_execute_with_wrap_of_a_sandbox(hostile_sb, tmp_path):
     assert res.sandbox["uid"] == hostile_sb.uid
 
 
+@pytest.mark.parametrize("helper", [True, False])
+def test_wrapper_sets_uid_limits_and_no_privileges(helper, monkeypatch):
+    """The compiled helper and its fallback (sh, then setpriv) do the same."""
+    if not helper:
+        monkeypatch.setenv("MEMLAB_SANDBOX_NO_HELPER", "1")
+    sb = _free_sandbox(LIMITS, 240)
+    try:
+        assert bool(sb._helper) == helper
+        r = sb.run(["/bin/sh", "-c", "id -u; id -G; ulimit -St; ulimit -Ht; ulimit -f; ulimit -n; ulimit -c; "
+                    "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"], timeout=20)
+        lines = r.output.split()
+        assert r.exit == 0, r.output
+        assert lines[:7] == [str(sb.uid), str(sb.gid), str(LIMITS.cpu_s), str(LIMITS.cpu_s + 1),
+                             str(LIMITS.fsize_mb * 2048), str(LIMITS.nofile), "0"], r.output
+        for cap in ("CapEff:", "CapPrm:"):
+            assert lines[lines.index(cap) + 1] == "0000000000000000", r.output
+        assert lines[lines.index("NoNewPrivs:") + 1] == "1"
+    finally:
+        sb.close()
+
+
 def test_describe_for_results(hostile_sb):
     d = hostile_sb.describe()
     assert d["sandbox"] is True and d["unsafe"] is False and d["uid"] == hostile_sb.uid
@@ -516,3 +537,35 @@ def test_run_cgroups_are_removed(hostile_sb):
             break
         time.sleep(0.1)
     assert not left
+
+
+# ---- cgroup v2: in the QEMU guest (pure v2, nsdelegate) ----------------------------
+
+@pytest.mark.vm
+@pytest.mark.skipif(os.environ.get("MEMLAB_SKIP_VM", "") not in ("", "0"), reason="MEMLAB_SKIP_VM is set")
+def test_cgroup_v2_in_the_guest():
+    """The v2 path (one group, +memory +pids, oom.group, the delegated group with its
+    leaf, cgroup.kill): oom, cgroup and numa (two nodes) score full marks sandboxed,
+    the fork bomb meets the process limit and the memory hog the memory limit."""
+    import json
+    from grader import vm
+    ok, reason, _ = vm.guest_available()
+    if not ok:
+        pytest.skip(f"no QEMU guest here: {reason}")
+    res = vm.run_in_guest(ROOT, ["/usr/bin/python3", "tests/sandbox_guest.py", "--switch-root",
+                                 "/tmp/sbxg", "oom", "cgroup", "numa"], timeout=1800, memory_mb=1536)
+    assert res.ok, f"{res.error}\n{res.output[-3000:]}"
+    line = next((ln for ln in res.output.splitlines() if ln.startswith("SANDBOX-GUEST ")), None)
+    assert line, res.output[-3000:]
+    out = json.loads(line.split(" ", 1)[1])
+    assert out["available"][0] and out["version"] == 2, out
+    for lab in ("oom", "cgroup", "numa"):
+        assert out[lab]["score"] == out[lab]["max"] > 0 and not out[lab]["fails"], out[lab]
+    for lab in ("oom", "cgroup"):
+        for run in out[lab]["runs"].values():
+            assert "/memlab-sbx" in (run["cgroup"] or ""), run
+    for name, cause in (("fork_bomb", "process limit"), ("memory_hog", "memory limit")):
+        assert out[name]["score"] == 0
+        assert all(cause in r["described"] for r in out[name]["runs"].values()), out[name]
+    assert out["after_labs_processes"] == 0 and out["after_hostile_processes"] == 0
+    assert out["left_groups"] == []
