@@ -4,8 +4,9 @@
 A class of N copies of the reference submission (labs/<lab>/<lab>.c of the core
 labs, as folders and archives in turn) is graded from scratch once per JOBS
 value; each run reports its wall time, the seconds per student and the speed-up
-over JOBS=1. Without a usable sandbox (grader/sandbox.py) it grades with
---unsafe and says so.
+over JOBS=1, then how well this machine runs a CPU loop and process creation
+two at a time (the ceiling the speed-up meets). Without a usable sandbox
+(grader/sandbox.py) it grades with --unsafe and says so.
 
     /usr/bin/python3 bench/batch.py [--students 50] [--jobs "1 2"] [--labs "cow faults maps threshold"]
                                     [--slices 5]
@@ -98,6 +99,24 @@ def grade(cls: Path, out: Path, labs: list[str], jobs: int, sandboxed: bool) -> 
     return {"wall": wall, "cpu": ours, "other": other, "full": full, "rows": len(rows)}
 
 
+SPAWN = 'i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done'
+SPIN = 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'
+
+
+def scaling(script: str) -> float:
+    """How much faster two copies of a shell loop finish side by side than one after
+    the other (2.00x: the machine runs them fully in parallel)."""
+    def timed(n_parallel: int) -> float:
+        t = time.monotonic()
+        procs = [subprocess.Popen(["/bin/sh", "-c", script]) for _ in range(n_parallel)]
+        for p in procs:
+            p.wait()
+        return time.monotonic() - t
+    serial = min(timed(1) + timed(1) for _ in range(3))
+    parallel = min(timed(2) for _ in range(3))
+    return serial / parallel
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", type=int, default=50)
@@ -106,11 +125,15 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=1,
                     help="grade the class in this many slices, the JOBS values taking turns on "
                          "each (fairer on a machine that other work shares)")
+    ap.add_argument("--unsafe", action="store_true", help="grade without the sandbox even if it "
+                    "is there (to see what the sandbox costs)")
     ap.add_argument("--keep", action="store_true", help="keep the class and the results")
     args = ap.parse_args()
     labs = args.labs.split()
     jobs = [int(j) for j in args.jobs.split()]
     sandboxed, why = sandbox_state()
+    if args.unsafe and sandboxed:
+        sandboxed, why = False, "--unsafe asked for"
     tmp = Path(tempfile.mkdtemp(prefix="memlab-bench-batch-"))
     sizes = [args.students // args.slices + (i < args.students % args.slices) for i in range(args.slices)]
     for i, n in enumerate(sizes):
@@ -139,6 +162,10 @@ def main() -> int:
               f"{base / t['wall']:>7.2f}x  {t['cpu'] / args.students:>13.2f}  "
               f"{100 * t['other'] / (t['wall'] * (os.cpu_count() or 1)):>9.0f}%  "
               f"{t['full']:>6}/{t['rows']}")
+    print(f"\nthis machine, 2 copies side by side against one after the other: a CPU loop "
+          f"{scaling(SPIN):.2f}x, a loop of fork+exec+exit of /bin/true {scaling(SPAWN):.2f}x\n"
+          "(grading a student starts ~100 processes: compilers, bubblewrap, the labs; where process\n"
+          "creation does not run in parallel, neither does that share of the batch)")
     print("\nCPU s/student: user+sys of the whole batch (driver, workers, compilers, labs) per student.\n"
           "other work: CPU time of everything else on the machine during the runs, in % of all\n"
           "CPUs; it competes with the batch and lowers the speed-up.")

@@ -220,7 +220,7 @@ def _die_with_parent(parent: int | None):
         os._exit(3)
 
 
-def open_sandbox(slot: int, unsafe: bool, stack: contextlib.ExitStack):
+def open_sandbox(slot: int | None, unsafe: bool, stack: contextlib.ExitStack):
     """The sandbox for this slot, or None with --unsafe; BatchError when there is none."""
     if unsafe:
         return None
@@ -237,12 +237,17 @@ def open_sandbox(slot: int, unsafe: bool, stack: contextlib.ExitStack):
                          + "; or grade without it: --unsafe (UNSAFE=1)")
     if "sandbox" not in inspect.signature(grade_lab).parameters:
         raise BatchError("grade_lab() takes no sandbox yet in this grader; use --unsafe (UNSAFE=1)")
-    try:
-        sb = sandboxmod.Sandbox(slot)
-    except sandboxmod.SandboxError as e:
-        if "in use" in str(e):
-            raise SlotBusy(str(e)) from None
-        raise BatchError(f"the sandbox could not be set up: {e}") from None
+    # no slot given (one student graded by hand, the Gradescope autograder): the first free one
+    for n in ([slot] if slot is not None else range(sandboxmod.MAX_SLOTS)):
+        try:
+            sb = sandboxmod.Sandbox(n)
+            break
+        except sandboxmod.SandboxError as e:
+            taken = "in use" in str(e) or (slot is None and "belongs to" in str(e))
+            if not taken:
+                raise BatchError(f"the sandbox could not be set up: {e}") from None
+            if slot is not None or n == sandboxmod.MAX_SLOTS - 1:
+                raise SlotBusy(str(e)) from None
     if hasattr(sb, "__enter__"):
         sb = stack.enter_context(sb)
     elif hasattr(sb, "close"):
@@ -270,7 +275,7 @@ def seed_build(build: Path, common_build: Path | None):
 
 
 def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Prepared, *,
-                     work: Path, common_build: Path | None = None, slot: int = 0,
+                     work: Path, common_build: Path | None = None, slot: int | None = None,
                      unsafe: bool = False, meta: dict | None = None,
                      say=print) -> dict:
     """Grade the labs of one prepared submission; write out/results.json after every lab
@@ -289,9 +294,8 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
         done = {r.lab.name for r in results}
         pend = [placeholder(lab, seed, "not graded yet (the grader stopped before this lab)",
                             "not graded") for lab in labs if lab.name not in done]
-        for p in pend:
-            kinds[p.lab.name] = "pending"
-        return submission_document(results + pend, kinds, prep, seed, time.monotonic() - t0, meta)
+        now = {**kinds, **{p.lab.name: "pending" for p in pend}}     # a graded lab is never pending
+        return submission_document(results + pend, now, prep, seed, time.monotonic() - t0, meta)
 
     def header(lab: Lab) -> str:
         where = prep.files.get(lab.name)
@@ -316,6 +320,7 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
         sandbox = open_sandbox(slot, unsafe, stack)     # before anything is written
         if sandbox is not None and hasattr(sandbox, "describe"):
             meta["sandbox"] = sandbox.describe()
+            meta["slot"] = getattr(sandbox, "slot", slot)
         write_results(out / "results.json", doc_now())
         for lab in labs:
             t = time.monotonic()
@@ -894,7 +899,8 @@ def register(sub):
     s.add_argument("--out", required=True, help="folder for results.json and the logs")
     s.add_argument("--labs", help='space-separated lab names (default: every lab)')
     s.add_argument("--seed", type=int)
-    s.add_argument("--slot", type=int, default=0, help="sandbox slot (its own uid), 0..JOBS-1")
+    s.add_argument("--slot", type=int, default=None,
+                   help="sandbox slot (its own uid), 0..JOBS-1 (default: the first free one)")
     s.add_argument("--common-build", help=argparse.SUPPRESS)
     s.add_argument("--unsafe", action="store_true",
                    help="grade without a sandbox (the results say so)")
