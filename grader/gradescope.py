@@ -42,7 +42,7 @@ from . import __version__
 from .checks import Verdict
 from .grading import LabResult, grade_lab
 from .handout import EXCLUDE_NAMES, EXCLUDE_SUFFIXES, MANIFEST
-from .results import results_document, write_results
+from .results import replacing, results_document, write_results
 from .spec import Lab, SpecError, discover
 
 ZIP_NAME = "gradescope-autograder.zip"
@@ -224,27 +224,17 @@ def build_zip(root: Path, out: Path, labs: list[str] | None = None,
             text = text.replace(k, v)
         return text.encode()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".zip")
     now = time.time()
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
-            _zip_add(z, "setup.sh", fill(SETUP_SH), 0o755, now)
-            _zip_add(z, "run_autograder", fill(RUN_AUTOGRADER), 0o755, now)
-            for p, name in _tree_files(root):
-                st = p.stat()
-                _zip_add(z, name, p.read_bytes(), st.st_mode, st.st_mtime)
-                count += 1
-            _zip_add(z, f"{TREE_DIR}/{CONFIG.as_posix()}",
-                     (json.dumps(config, indent=2) + "\n").encode(), 0o644, now)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(out, ".zip") as (fd, _), os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
+        _zip_add(z, "setup.sh", fill(SETUP_SH), 0o755, now)
+        _zip_add(z, "run_autograder", fill(RUN_AUTOGRADER), 0o755, now)
+        for p, name in _tree_files(root):
+            st = p.stat()
+            _zip_add(z, name, p.read_bytes(), st.st_mode, st.st_mtime)
+            count += 1
+        _zip_add(z, f"{TREE_DIR}/{CONFIG.as_posix()}",
+                 (json.dumps(config, indent=2) + "\n").encode(), 0o644, now)
     return ZipSummary(out, count + 3, out.stat().st_size, [lab.name for lab in chosen],
                       sum(lab.max_points for lab in chosen),
                       sum(1 for lab in chosen for c in lab.checks if c.hidden))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -84,13 +85,16 @@ def results_document(results: list[LabResult], facts: dict, seed: int, elapsed: 
     }
 
 
-def write_atomic(path: Path, text: str):
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ""):
+    """Yield (fd, temporary path) next to path; on success the temporary file replaces
+    path at once (readers see the old file or the new one, never half of one); on any
+    error it is removed and path is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -98,6 +102,11 @@ def write_atomic(path: Path, text: str):
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: Path, text: str):
+    with replacing(path) as (fd, _), os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def write_results(path: Path, doc: dict):

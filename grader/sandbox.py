@@ -40,7 +40,6 @@ import fcntl
 import functools
 import grp
 import hashlib
-import json
 import os
 import pwd
 import select
@@ -52,6 +51,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .cgroup import _key_values as _keyvals
 
 UID_BASE = 60000            # slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 900
@@ -168,18 +169,6 @@ def _read(path: str) -> str | None:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
-
-
-def _keyvals(text: str | None) -> dict:
-    out = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            try:
-                out[parts[0]] = int(parts[1])
-            except ValueError:
-                pass
-    return out
 
 
 def _own_cgroups(proc: str = "/proc/self") -> dict:
@@ -603,7 +592,6 @@ class Sandbox:
         os.chown(workdir, self.uid, self.gid)
         os.chmod(workdir, 0o700)
         groups: dict[str, str] = {}
-        procs: list[str] = []
         mem = L.memory_mb * 1024 * 1024
         try:
             for h, base in self._bases.items():

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .build import BuildResult, build_lab
 from .handout import MANIFEST
+from .results import replacing
 
 ARCHIVE = "submission.tar.gz"
 
@@ -116,26 +117,15 @@ def error_excerpt(log: str, limit: int = 6) -> list[str]:
 
 def pack(root: Path, rels: list[str], out: Path) -> None:
     """Write out (tar.gz) holding root/rel as rel for each rel, atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
-            now = int(time.time())
-            for rel in rels:
-                data = (Path(root) / rel).read_bytes()
-                info = tarfile.TarInfo(rel)
-                info.size, info.mode, info.mtime = len(data), 0o644, now
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(out) as (fd, _), os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+        now = int(time.time())
+        for rel in rels:
+            data = (Path(root) / rel).read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o644, now
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
 
 
 def submit(root: Path, out: Path, stream=None) -> int:

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import LABS, ROOT, verdicts
+from conftest import LABS, ROOT
 
 from grader import spec
 from grader.build import make_env
