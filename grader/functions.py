@@ -8,7 +8,13 @@ tests/test_functions.py.
 
 from __future__ import annotations
 
+import posixpath
+import re
+
 from .expr import NS
+
+# openat(dirfd, "path", ...) as strace prints it
+_OPENAT = re.compile(r'^\s*(AT_FDCWD|-?\d+),\s*"((?:[^"\\]|\\.)*)"')
 
 # the system calls that send a signal (strace names): a lab that lists them in a
 # run's strace lets checks see a death the lab caused itself
@@ -135,6 +141,33 @@ def functions(names: dict) -> dict:
         return [e for e in names["trace"] if e.get("call") in wanted and e.get("at") < limit
                 and (pid is None or e.get("pid") == pid)]
 
+    def opened(before=None, pid=None):
+        """The paths the lab's processes opened (openat, traced), before checkpoint
+        `before`, by process `pid`: absolute and normalized, a path relative to a
+        directory descriptor resolved through the openat that returned it
+        (openat(3, "oom_score") after openat(AT_FDCWD, "/proc/self") = 3)."""
+        fds: dict = {}
+        limit = cp_seq(before) if before else 10 ** 12
+        out = []
+        for e in names["trace"]:
+            if e.get("call") != "openat" or (pid is not None and e.get("pid") != pid):
+                continue
+            m = _OPENAT.match(e.get("args") or "")
+            if not m:
+                continue
+            dirfd, path = m.group(1), m.group(2).encode().decode("unicode_escape", "replace")
+            if not path.startswith("/"):
+                base = None if dirfd == "AT_FDCWD" else fds.get((e.get("pid"), dirfd))
+                path = f"{base}/{path}" if base else None
+            if path is not None:
+                path = posixpath.normpath(path)
+                fd = e.get("ret_int")
+                if fd is not None and fd >= 0:
+                    fds[(e.get("pid"), str(fd))] = path
+                if e.get("at") < limit:
+                    out.append(path)
+        return out
+
     def signals_sent(before=None):
         """Signals the lab's processes sent themselves (strace), before checkpoint `before`."""
         return [e for e in calls(SIGNAL_CALLS, before) if "SIG" in e.get("args")]
@@ -153,5 +186,5 @@ def functions(names: dict) -> dict:
             "figs": figs, "between": between, "where": where, "items": items,
             "message_seq": message_seq, "calls_before": calls_before,
             "calls_after": calls_after, "arg": arg, "segment": segment,
-            "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent,
+            "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent, "opened": opened,
             "exe_extent": exe_extent}

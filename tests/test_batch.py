@@ -611,10 +611,17 @@ def test_a_hanging_student_costs_only_their_grade(tmp_path, session_build):
     assert "1 students already graded" in p.stdout and "[1/1] hal" in p.stdout
 
 
+def _default_sigint():
+    # as at a terminal: a test run started in the background (`cmd &` in a script, as CI
+    # may) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _driver(cls, out, *extra):
     return subprocess.Popen([PY, "-m", "grader", "batch", str(cls), str(out), "--labs", "maps",
                              "--unsafe", "--jobs", "1", *map(str, extra)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_rows(out: Path, n: int, proc, limit=120):

@@ -154,7 +154,7 @@ def test_checkpoint_ns_fields():
 def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
-                       "cp_seq", "calls", "signals_sent",
+                       "cp_seq", "calls", "signals_sent", "opened",
                        "exe_extent"}
 
 
@@ -343,3 +343,30 @@ def test_arg_in_an_expression(ev):
     assert ev("any(arg(e, 0) <= 0x7f0000100800 < arg(e, 0) + arg(e, 1) "
               "for e in calls_after('ladder.0.size', 'munmap'))") is True
     assert ev("[arg(e, 1) for e in calls_before('ladder', 'munmap')]") == [1052672]
+
+
+# ---- opened ------------------------------------------------------------------------
+
+def test_opened_resolves_directory_descriptors():
+    trace = [
+        ev_("openat", 'AT_FDCWD, "/proc/self/oom_score", O_RDONLY', "3", 0.5),
+        ev_("openat", 'AT_FDCWD, "/proc/self", O_RDONLY|O_PATH|O_DIRECTORY', "4", 0.5),
+        ev_("openat", '4, "oom_score_adj", O_RDONLY', "5", 0.5),
+        ev_("openat", '4, "../self/./oom_score", O_RDONLY', "6", 0.5),
+        ev_("openat", '7, "oom_score", O_RDONLY', "-1", 0.5),           # an fd never seen
+        ev_("openat", 'AT_FDCWD, "relative", O_RDONLY', "-1", 0.5),      # cwd unknown
+        ev_("openat", 'AT_FDCWD, "/tmp", O_RDONLY|O_DIRECTORY', "4", 0.5),  # fd 4 reused
+        ev_("openat", '4, "oom_score", O_RDONLY', "8", 0.5),
+        ev_("openat", 'AT_FDCWD, "/proc/self/status", O_RDONLY', "9", 2.5, pid=101),
+        ev_("sendto", '3, "cp scores", 9, 0, NULL, 0', "9", 2, msg="cp scores"),
+        ev_("openat", 'AT_FDCWD, "/late", O_RDONLY', "10", 2.5),
+    ]
+    names = {"trace": [NS(e, "trace field") for e in trace],
+             "messages": [NS({"seq": 2, "kind": "cp", "name": "scores"}, "message field")]}
+    opened = functions(names)["opened"]
+    assert opened("scores", 100) == ["/proc/self/oom_score", "/proc/self", "/proc/self/oom_score_adj",
+                                     "/proc/self/oom_score", "/tmp", "/tmp/oom_score"]
+    assert opened(None, 100)[-1] == "/late"
+    assert opened("scores", 101) == []                   # after the checkpoint
+    assert opened(None, 101) == ["/proc/self/status"]
+    assert "/tmp/oom_score" in opened() and "/proc/self/status" in opened()

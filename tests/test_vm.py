@@ -275,17 +275,19 @@ def test_issue3_labs_full_marks_in_the_guest(guest_grade):
 
 def test_numa_cheats_fail_on_two_nodes(root, session_build):
     """The numa cheats (tests/cheats/numa/) aim at checks that skip on a one-node
-    machine: in the guest they run, and the cheats must fail them."""
+    machine: in the guest they run, and the cheats must fail them. In the same boot,
+    the correct alternative solutions (tests/alternatives/numa/) must pass them all."""
     import json
     import shutil
     from test_cheats import EARNED, ran_check
     cheats = sorted((root / "tests" / "cheats" / "numa").glob("*.c"))
-    assert cheats
+    alternatives = sorted((root / "tests" / "alternatives" / "numa").glob("*.c"))
+    assert cheats and alternatives
     work = root / "build" / "vm" / "tests" / "numa-cheats"
     shutil.rmtree(work, ignore_errors=True)
     srcs = []
-    for i, c in enumerate(cheats):
-        src = work / "src" / c.stem / "numa"
+    for i, c in enumerate(cheats + alternatives):
+        src = work / "src" / f"{c.parent.parent.name}-{c.stem}" / "numa"
         src.mkdir(parents=True)
         shutil.copy(c, src / "numa.c")
         subprocess.run(["make", "-s", "-C", str(root), f"BUILD={work / 'build' / str(i)}",
@@ -304,3 +306,6 @@ def test_numa_cheats_fail_on_two_nodes(root, session_build):
                   if status == "ok" and not ran_check(n) and n not in earned]
         assert not passed, f"the cheat numa/{c.stem} passes {passed} on two nodes: {got}"
         assert all(status != "skip" for status, _ in got.values()), got
+    for c, src in zip(alternatives, srcs[len(cheats):]):
+        lost = {n: v for n, v in verdicts[src].items() if v[0] != "ok"}
+        assert not lost, f"the correct solution numa/{c.stem} loses on two nodes: {lost}"

@@ -153,8 +153,8 @@ static void reuse(size_t size)
     ml_checkpoint("freed");
     again = malloc(size);
     /* STUB
-    // TODO: free the first block, call ml_checkpoint("freed"), then
-    // allocate the same size again into `again`.
+    // TODO: free the first block and call ml_checkpoint("freed"); the line
+    // below then allocates the same size again (keep it after them).
     again = malloc(size);
     END SOLUTION */
     if (again == NULL)
