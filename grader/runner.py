@@ -36,6 +36,7 @@ from . import procfs
 OUTPUT_KEEP = 256 * 1024          # bytes of each stream kept for the log and the checks
 OUTPUT_LIMIT = 16 * 1024 * 1024   # more than this in total is a flood: the run is stopped
 MESSAGE_LIMIT = 200_000
+TRACE_LIMIT = 64 * 1024 * 1024    # strace's output: past this the run is stopped (a syscall flood)
 CTL_BATCH = 256                   # control messages read per wakeup, at most
 HOLD_WAIT = 2.0                   # seconds a checkpoint may take to block in recv()
 SWEEP_GRACE = 0.5                 # seconds the streams may stay open after the lab exits
@@ -101,6 +102,8 @@ class RunResult:
             return f"stopped: output flood (more than {OUTPUT_LIMIT // (1024 * 1024)} MiB)"
         if self.limit == "messages":
             return f"stopped: more than {MESSAGE_LIMIT} grader messages"
+        if self.limit == "trace":
+            return f"stopped: system-call flood (its trace passed {TRACE_LIMIT // (1024 * 1024)} MiB)"
         if self.signal:
             return f"killed by {signal.Signals(self.signal).name}" + (
                 " (memory exhausted?)" if self.signal == signal.SIGKILL else "")
@@ -299,12 +302,13 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         argv = ["setarch", platform.machine(), "-R"] + argv
     tracefile = None
     if strace:
-        if sandbox is not None:     # in the work folder, where strace (the lab's uid) may write
-            tracefile = os.path.join(cwd, f".memlab-strace-{os.getpid()}-{time.monotonic_ns()}")
-        else:
-            fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
-            os.close(fd)
-        argv = _strace_argv(strace, tracefile) + argv
+        # a private file of the grader's; in the sandbox, strace runs outside it (as
+        # the grader, around the whole sandbox), so the lab can neither reach its
+        # trace nor write into it
+        fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
+        os.close(fd)
+        if sandbox is None:
+            argv = _strace_argv(strace, tracefile) + argv
     if wrap and sandbox is None:
         argv = wrap(argv)
     res = RunResult(name=name, argv=argv)
@@ -326,7 +330,10 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
                                     stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),), env=lab_env,
                                     cwd=workdir, start_new_session=True)
         else:
-            proc = subprocess.Popen(sandbox.wrap(argv, lab_env), stdin=subprocess.DEVNULL,
+            cmd = sandbox.wrap(argv, lab_env)
+            if strace:
+                cmd = _strace_argv(list(strace) + TREE_CALLS, tracefile) + cmd
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     pass_fds=(theirs.fileno(),) + sandbox.pass_fds(),
                                     env=sandbox.popen_env(), cwd=workdir, start_new_session=True)
@@ -352,7 +359,6 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     exited_at = None
     open_streams = 3
     seq = 0
-    nspids: dict[int, int | None] = {}      # host pid -> pid in the sandbox's pid namespace
 
     def stop(reason: str):
         res.limit = reason
@@ -366,6 +372,8 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
             why = sandbox.poll()        # the work folder's size
             if why:
                 stop(why)
+            elif tracefile and _size(tracefile) > TRACE_LIMIT:
+                stop("trace")           # strace runs outside the sandbox's limits
         if exited_at is not None and now - exited_at > SWEEP_GRACE:
             break       # something the lab left behind holds our pipes open
         wait = min(deadline - now, 0.1) if exited_at is None else 0.05
@@ -407,8 +415,6 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
                     if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS and len(cdata) >= 12:
                         pid = struct.unpack("3i", cdata[:12])[0]
                 seq += 1
-                if sandbox is not None and pid and pid not in nspids:
-                    nspids[pid] = _inner_pid(pid)    # to put strace's pids back on the host's
                 if seq > MESSAGE_LIMIT:
                     _close(reply_fd)
                     if not res.limit:
@@ -447,7 +453,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         try:
             res.trace = parse_strace(_read_trace(tracefile), lab_fd)
             if sandbox is not None:
-                _trace_host_pids(res, nspids)
+                res.trace = lab_tree(res.trace, argv[0], set(strace) | {"sendto", "sendmsg"})
         finally:
             try:
                 os.unlink(tracefile)
@@ -458,25 +464,36 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     return res
 
 
-def _inner_pid(pid: int) -> int | None:
-    """The pid a process has in its own (innermost) pid namespace (NSpid's last field)."""
+# traced too when strace runs around the sandbox, to tell the lab's processes from
+# the sandbox's own (the wrapper, bubblewrap and its init)
+TREE_CALLS = ["execve", "clone", "clone3", "fork", "vfork"]
+
+
+def lab_tree(events: list[dict], program: str, wanted: set[str]) -> list[dict]:
+    """The events of the lab's processes only, from a trace of the whole sandbox: the
+    process that exec'd `program` (from its execve on) and every process that first
+    appears after that execve; calls not in `wanted` are dropped. Pids are the
+    host's (strace ran outside the sandbox's pid namespace)."""
+    name = os.path.basename(program)
+    root_at = next((i for i, e in enumerate(events) if e["call"] == "execve" and e["ret"] == "0"
+                    and _execve_path(e["args"]).rsplit("/", 1)[-1] == name), None)
+    if root_at is None:
+        return []
+    root = events[root_at]["pid"]
+    before = {e["pid"] for e in events[:root_at]} - {root}
+    return [e for e in events[root_at:] if e["pid"] not in before and e["call"] in wanted]
+
+
+def _execve_path(args: str) -> str:
+    m = re.match(r'\s*"((?:[^"\\]|\\.)*)"', args)
+    return m.group(1) if m else ""
+
+
+def _size(path: str) -> int:
     try:
-        return procfs.parse_status(procfs.read(pid, "status")).get("nspid", [None])[-1]
-    except (procfs.ProcError, IndexError):
-        return None
-
-
-def _trace_host_pids(res: RunResult, nspids: dict) -> None:
-    """strace ran inside the sandbox's pid namespace: give its events the host pids
-    the checkpoints and messages carry (the inner one stays as `nspid`)."""
-    back = {inner: host for host, inner in nspids.items() if inner}
-    for cp in res.checkpoints:
-        inner = cp.obs.get("nspid")
-        if inner:
-            back.setdefault(inner[-1], cp.pid)
-    for ev in res.trace:
-        if ev["pid"] in back:
-            ev["nspid"], ev["pid"] = ev["pid"], back[ev["pid"]]
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _read_trace(path: str, limit: int = 64 * 1024 * 1024) -> str:

@@ -570,3 +570,101 @@ def test_cgroup_v2_in_the_guest():
         assert all(cause in r["described"] for r in out[name]["runs"].values()), out[name]
     assert out["after_labs_processes"] == 0 and out["after_hostile_processes"] == 0
     assert out["left_groups"] == []
+
+
+# ---- strace runs around the sandbox: the lab cannot reach its own trace ---------------
+
+TAMPER_C = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int tampered;
+
+static void spoil(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    if (fd >= 0) {
+        tampered++;
+        close(fd);
+    }
+}
+
+static void scan_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    while (d && (e = readdir(d)) != NULL)
+        if (strstr(e->d_name, "strace")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            spoil(p);
+        }
+    if (d)
+        closedir(d);
+}
+
+int main(void)
+{
+    kill(getpid(), SIGCONT);          /* a signal the trace must keep */
+    scan_dir(".");
+    scan_dir("/tmp");
+    DIR *proc = opendir("/proc");     /* strace's -o argument, wherever it runs */
+    struct dirent *e;
+    while (proc && (e = readdir(proc)) != NULL) {
+        char p[300], cmd[8192];
+        snprintf(p, sizeof p, "/proc/%s/cmdline", e->d_name);
+        int fd = open(p, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, cmd, sizeof cmd - 1);
+        close(fd);
+        for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(cmd + i) + 1)
+            if (strcmp(cmd + i, "-o") == 0 && i + 3 < n)
+                spoil(cmd + i + 3);
+    }
+    printf("tampered %d\n", tampered);
+    return 0;
+}
+"""
+
+
+def test_lab_cannot_reach_its_trace(hostile_sb, tmp_path):
+    """strace runs outside the sandbox, as the grader, around it: the trace file is
+    nowhere the lab can see or write (not its work folder, not its /tmp, not in any
+    command line it can read), and the trace holds only the lab's own processes."""
+    src, binary = tmp_path / "tamper.c", tmp_path / "bin" / "tamper"
+    binary.parent.mkdir()
+    src.write_text(TAMPER_C)
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(binary.parent, 0o755)
+    res = execute("t", [str(binary)], sandbox=hostile_sb, timeout=10, strace=["kill", "openat"])
+    assert res.exit == 0, (res.error, res.stdout, res.stderr)
+    assert res.stdout.strip() == "tampered 0", res.stdout
+    kills = [e for e in res.trace if e["call"] == "kill"]
+    assert len(kills) == 1 and "SIGCONT" in kills[0]["args"], res.trace
+    lab = kills[0]["pid"]
+    assert {e["pid"] for e in res.trace} == {lab}, res.trace      # no wrapper, no bubblewrap
+    assert {e["call"] for e in res.trace} <= {"kill", "openat", "sendto", "sendmsg"}
+    assert any('"/proc"' in e["args"] for e in res.trace if e["call"] == "openat")
+
+
+def test_syscall_flood_meets_the_trace_limit(hostile_sb, tmp_path, monkeypatch):
+    """strace writes outside the sandbox's disk limit: the grader caps its file."""
+    from grader import runner
+    monkeypatch.setattr(runner, "TRACE_LIMIT", 256 * 1024)
+    src, binary = tmp_path / "flood.c", tmp_path / "bin" / "flood"
+    binary.parent.mkdir()
+    src.write_text('#include <fcntl.h>\nint main(void) { for (;;) open("/nonexistent", O_RDONLY); }\n')
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(binary.parent, 0o755)
+    res = execute("t", [str(binary)], sandbox=hostile_sb, timeout=TIMEOUT, strace=["openat"])
+    assert res.limit == "trace", (res.limit, res.describe())
+    assert "system-call flood" in res.describe()
+    assert not _uid_processes(hostile_sb.uid)
