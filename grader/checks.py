@@ -180,6 +180,10 @@ def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
     if run is None:
         v.message = f"run '{check.run}' did not take place"
         return v
+    evaded = next((r for r in runs.values() if r.limit == "untraced"), None)
+    if evaded is not None:      # a lab that hides from the trace earns nothing: no check can trust it
+        v.message = f"the run '{evaded.name}': {evaded.describe()}"
+        return v
     names = run_namespace(run, runs, values, facts)
     ev = Evaluator(names, functions(names))
     placeholders = {**values}

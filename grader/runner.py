@@ -71,7 +71,7 @@ class RunResult:
     argv: list[str]
     exit: int | None = None          # exit status when it exited
     signal: int | None = None        # the signal that killed it
-    limit: str = ""                  # "time", "output", "messages": what stopped it
+    limit: str = ""                  # "time", "output", "messages", "trace", "untraced": what ended it
     error: str = ""                  # could not start, ...
     duration: float = 0.0
     rusage: dict = field(default_factory=dict)
@@ -102,6 +102,9 @@ class RunResult:
             return f"stopped: output flood (more than {OUTPUT_LIMIT // (1024 * 1024)} MiB)"
         if self.limit == "messages":
             return f"stopped: more than {MESSAGE_LIMIT} grader messages"
+        if self.limit == "untraced":
+            return ("its system calls escaped the trace (a child made with CLONE_UNTRACED, "
+                    "which strace cannot follow): what it did cannot be checked")
         if self.limit == "trace":
             return f"stopped: system-call flood (its trace passed {TRACE_LIMIT // (1024 * 1024)} MiB)"
         if self.signal:
@@ -300,6 +303,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     argv = list(argv)
     if norandom:
         argv = ["setarch", platform.machine(), "-R"] + argv
+    program = argv[0] if argv else ""
     tracefile = None
     if strace:
         # a private file of the grader's; in the sandbox, strace runs outside it (as
@@ -308,7 +312,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
         os.close(fd)
         if sandbox is None:
-            argv = _strace_argv(strace, tracefile) + argv
+            argv = _strace_argv(list(strace) + TREE_CALLS, tracefile) + argv
     if wrap and sandbox is None:
         argv = wrap(argv)
     res = RunResult(name=name, argv=argv)
@@ -451,9 +455,11 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     res.out_bytes = streams.total
     if tracefile:
         try:
-            res.trace = parse_strace(_read_trace(tracefile), lab_fd)
-            if sandbox is not None:
-                res.trace = lab_tree(res.trace, argv[0], set(strace) | {"sendto", "sendmsg"})
+            tree = lab_tree(parse_strace(_read_trace(tracefile), lab_fd), program)
+            if any(e["call"] in ("clone", "clone3") and "CLONE_UNTRACED" in e["args"] for e in tree):
+                res.limit = res.limit or "untraced"     # a child strace could not follow
+            wanted = set(strace) | {"sendto", "sendmsg"}
+            res.trace = [e for e in tree if e["call"] in wanted]
         finally:
             try:
                 os.unlink(tracefile)
@@ -464,24 +470,25 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     return res
 
 
-# traced too when strace runs around the sandbox, to tell the lab's processes from
-# the sandbox's own (the wrapper, bubblewrap and its init)
+# always traced too: to tell the lab's processes from the sandbox's own (the wrapper,
+# bubblewrap and its init, when strace runs around the sandbox), and to see a child
+# made with CLONE_UNTRACED, which strace cannot follow
 TREE_CALLS = ["execve", "clone", "clone3", "fork", "vfork"]
 
 
-def lab_tree(events: list[dict], program: str, wanted: set[str]) -> list[dict]:
-    """The events of the lab's processes only, from a trace of the whole sandbox: the
-    process that exec'd `program` (from its execve on) and every process that first
-    appears after that execve; calls not in `wanted` are dropped. Pids are the
-    host's (strace ran outside the sandbox's pid namespace)."""
+def lab_tree(events: list[dict], program: str) -> list[dict]:
+    """The events of the lab's processes only: the process that exec'd `program`
+    (from its execve on) and every process that first appears after that execve.
+    Around a sandbox, strace also sees the wrapper and bubblewrap; its pids are the
+    host's (it ran outside the sandbox's pid namespace)."""
     name = os.path.basename(program)
     root_at = next((i for i, e in enumerate(events) if e["call"] == "execve" and e["ret"] == "0"
                     and _execve_path(e["args"]).rsplit("/", 1)[-1] == name), None)
-    if root_at is None:
-        return []
+    if root_at is None:         # never seen: keep it all (a check may then fail, never pass)
+        return list(events)
     root = events[root_at]["pid"]
     before = {e["pid"] for e in events[:root_at]} - {root}
-    return [e for e in events[root_at:] if e["pid"] not in before and e["call"] in wanted]
+    return [e for e in events[root_at:] if e["pid"] not in before]
 
 
 def _execve_path(args: str) -> str:

@@ -654,7 +654,7 @@ def test_lab_cannot_reach_its_trace(hostile_sb, tmp_path):
     assert any('"/proc"' in e["args"] for e in res.trace if e["call"] == "openat")
 
 
-def test_syscall_flood_meets_the_trace_limit(hostile_sb, tmp_path, monkeypatch):
+def test_syscall_flood_meets_the_trace_limit(hostile_sb, host, tmp_path, monkeypatch):
     """strace writes outside the sandbox's disk limit: the grader caps its file."""
     from grader import runner
     monkeypatch.setattr(runner, "TRACE_LIMIT", 256 * 1024)
@@ -667,4 +667,54 @@ def test_syscall_flood_meets_the_trace_limit(hostile_sb, tmp_path, monkeypatch):
     res = execute("t", [str(binary)], sandbox=hostile_sb, timeout=TIMEOUT, strace=["openat"])
     assert res.limit == "trace", (res.limit, res.describe())
     assert "system-call flood" in res.describe()
-    assert not _uid_processes(hostile_sb.uid)
+    assert not _uid_processes(hostile_sb.uid, host.victim_pid)
+
+
+UNTRACED_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char stack[64 * 1024];
+
+static int child(void *arg)
+{
+    (void)arg;
+    kill(getppid(), SIGCONT);        /* a signal strace would not see */
+    return 0;
+}
+
+int main(void)
+{
+    pid_t pid = clone(child, stack + sizeof stack, CLONE_UNTRACED | SIGCHLD, NULL);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    printf("cloned %d\n", pid > 0);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("sandboxed", [True, False])
+def test_a_child_hidden_from_strace_is_caught(sandboxed, hostile_sb, tmp_path):
+    """clone(CLONE_UNTRACED) makes a child strace cannot follow (its kill would go
+    unseen): the run is marked, and every check of the lab then fails with why."""
+    src, binary = tmp_path / "untraced.c", tmp_path / "bin" / "untraced"
+    binary.parent.mkdir()
+    src.write_text(UNTRACED_C)
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(binary.parent, 0o755)
+    res = execute("t", [str(binary)], sandbox=hostile_sb if sandboxed else None, timeout=10,
+                  strace=["kill"])
+    assert res.stdout.strip() == "cloned 1", (res.stdout, res.stderr, res.error)
+    assert not [e for e in res.trace if e["call"] == "kill"]      # the kill itself went unseen
+    assert res.limit == "untraced" and "CLONE_UNTRACED" in res.describe()
+    from grader.checks import evaluate
+    lab = spec.load(ROOT / "labs" / "oom")
+    check = next(c for c in lab.checks if c.name == "adj_picks_the_victim")
+    v = evaluate(lab, check, {check.run: res}, {}, {}, {})
+    assert v.status == "fail" and "CLONE_UNTRACED" in v.message
