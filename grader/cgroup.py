@@ -62,7 +62,8 @@ def base_dir(version: int, own: str) -> str:
     return own
 
 
-def _key_values(text: str | None) -> dict:
+def key_values(text: str | None) -> dict:
+    """"key value" lines (memory.stat, memory.events, pids.events, ...) as {key: int}."""
     out = {}
     for line in (text or "").splitlines():
         parts = line.split()
@@ -105,8 +106,8 @@ def counters(path: str) -> dict:
         raise ValueError(f"'{path}' is not a memlab cgroup")
     j = lambda f: os.path.join(real, f)  # noqa: E731
     if os.path.exists(j("memory.limit_in_bytes")):
-        stat = _key_values(_read(j("memory.stat")))
-        oom = _key_values(_read(j("memory.oom_control")))
+        stat = key_values(_read(j("memory.stat")))
+        oom = key_values(_read(j("memory.oom_control")))
         out = {"version": 1, "limit": _num(_read(j("memory.limit_in_bytes"))),
                "usage": _num(_read(j("memory.usage_in_bytes"))),
                "peak": _num(_read(j("memory.max_usage_in_bytes"))),
@@ -114,8 +115,8 @@ def counters(path: str) -> dict:
                "oom_kill": oom.get("oom_kill"), "under_oom": oom.get("under_oom"),
                "failcnt": _num(_read(j("memory.failcnt"))), "pressure_some_us": None}
     else:
-        stat = _key_values(_read(j("memory.stat")))
-        events = _key_values(_read(j("memory.events")))
+        stat = key_values(_read(j("memory.stat")))
+        events = key_values(_read(j("memory.events")))
         pressure = None
         text = _read(j("memory.pressure"))
         if text:

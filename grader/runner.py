@@ -177,7 +177,9 @@ def sweep_children(exclude: set[int] = frozenset()) -> int:
 
 
 def _strace_argv(calls: list[str], out: str) -> list[str]:
-    wanted = sorted(set(calls) | {"sendto", "sendmsg"})
+    """strace around a command: the calls asked for, the lab's sends (to place calls
+    among its messages) and TREE_CALLS (to know its processes)."""
+    wanted = sorted(set(calls) | {"sendto", "sendmsg"} | set(TREE_CALLS))
     return ["strace", "-f", "-qq", "-o", out, "-s", "300", "-e", "signal=none",
             "-e", "trace=" + ",".join(wanted), "--"]
 
@@ -312,7 +314,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         fd, tracefile = tempfile.mkstemp(prefix="memlab-strace-")
         os.close(fd)
         if sandbox is None:
-            argv = _strace_argv(list(strace) + TREE_CALLS, tracefile) + argv
+            argv = _strace_argv(strace, tracefile) + argv
     if wrap and sandbox is None:
         argv = wrap(argv)
     res = RunResult(name=name, argv=argv)
@@ -336,7 +338,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         else:
             cmd = sandbox.wrap(argv, lab_env)
             if strace:
-                cmd = _strace_argv(list(strace) + TREE_CALLS, tracefile) + cmd
+                cmd = _strace_argv(strace, tracefile) + cmd
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     pass_fds=(theirs.fileno(),) + sandbox.pass_fds(),

@@ -52,7 +52,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .cgroup import _key_values as _keyvals
+from .cgroup import key_values
 
 UID_BASE = 60000            # slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 900
@@ -753,12 +753,12 @@ class Sandbox:
             return ""
         r.next_poll = now + POLL_EVERY
         if self.version == 1:
-            oom = _keyvals(_read(os.path.join(r.groups["memory"], "memory.oom_control"))).get("oom_kill")
-            pids = _keyvals(_read(os.path.join(r.groups["pids"], "pids.events"))).get("max")
+            oom = key_values(_read(os.path.join(r.groups["memory"], "memory.oom_control"))).get("oom_kill")
+            pids = key_values(_read(os.path.join(r.groups["pids"], "pids.events"))).get("max")
         else:
             u = r.groups["unified"]
-            oom = _keyvals(_read(os.path.join(u, "memory.events.local"))).get("oom_kill")
-            pids = _keyvals(_read(os.path.join(u, "pids.events"))).get("max")
+            oom = key_values(_read(os.path.join(u, "memory.events.local"))).get("oom_kill")
+            pids = key_values(_read(os.path.join(u, "pids.events"))).get("max")
         if oom:
             return "memory"
         if pids:
@@ -1170,24 +1170,24 @@ class Sandbox:
         info: dict = {}
         if self.version == 1:
             m = r.groups["memory"]
-            info["oom_kill"] = _keyvals(_read(os.path.join(m, "memory.oom_control"))).get("oom_kill", 0)
+            info["oom_kill"] = key_values(_read(os.path.join(m, "memory.oom_control"))).get("oom_kill", 0)
             peak = _read(os.path.join(m, "memory.max_usage_in_bytes"))
             info["peak_mb"] = round(int(peak) / 2 ** 20, 1) if peak and peak.strip().isdigit() else None
-            info["pids_max"] = _keyvals(_read(os.path.join(r.groups["pids"], "pids.events"))).get("max", 0)
+            info["pids_max"] = key_values(_read(os.path.join(r.groups["pids"], "pids.events"))).get("max", 0)
             if "cpuacct" in r.groups:
                 u = _read(os.path.join(r.groups["cpuacct"], "cpuacct.usage"))
                 info["cpu_s"] = round(int(u) / 1e9, 3) if u and u.strip().isdigit() else None
         else:
             u = r.groups["unified"]
-            ev = _keyvals(_read(os.path.join(u, "memory.events.local")) or
+            ev = key_values(_read(os.path.join(u, "memory.events.local")) or
                           _read(os.path.join(u, "memory.events")))
             info["oom_kill"] = ev.get("oom_kill", 0)
             peak = _read(os.path.join(u, "memory.peak"))
             info["peak_mb"] = round(int(peak) / 2 ** 20, 1) if peak and peak.strip().isdigit() else None
-            pe = _keyvals(_read(os.path.join(u, "pids.events.local")) or
+            pe = key_values(_read(os.path.join(u, "pids.events.local")) or
                           _read(os.path.join(u, "pids.events")))
             info["pids_max"] = pe.get("max", 0)
-            cs = _keyvals(_read(os.path.join(u, "cpu.stat")))
+            cs = key_values(_read(os.path.join(u, "cpu.stat")))
             info["cpu_s"] = round(cs["usage_usec"] / 1e6, 3) if "usage_usec" in cs else None
         return info
 
