@@ -370,6 +370,44 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         res.limit = reason
         _kill_group(proc.pid)
 
+    ctl_open = [True]
+
+    def read_ctl(batch: int, until: float | None = None):
+        """Handle up to `batch` queued control messages (never blocks on the channel;
+        a checkpoint waits for its sender at most until `until`, the run's deadline)."""
+        nonlocal seq, open_streams
+        for _ in range(batch):
+            try:
+                data, anc, _, _ = ours.recvmsg(512, ANCILLARY, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, anc = None, []
+            reply_fd = _take_fds(anc)      # a checkpoint's answer pipe, if any
+            if data == b"" and not _hung_up(ours):
+                data = b" "     # an empty packet, not the end of the channel: junk
+            if not data:
+                _close(reply_fd)
+                sel.unregister(ours)
+                ctl_open[0] = False
+                open_streams -= 1
+                return
+            pid = None
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS and len(cdata) >= 12:
+                    pid = struct.unpack("3i", cdata[:12])[0]
+            seq += 1
+            if seq > MESSAGE_LIMIT:
+                _close(reply_fd)
+                if not res.limit:
+                    stop("messages")
+                continue
+            try:
+                _handle(res, ours, seq, pid, data, t0, deadline if until is None else until,
+                        on_checkpoint, reply_fd)
+            finally:
+                _close(reply_fd)
+
     while open_streams > 0 or exited_at is None:
         now = time.monotonic()
         if now >= deadline and not res.limit:
@@ -401,40 +439,16 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
                 continue
             # the control channel: take what is queued, a bounded batch per wakeup
             # (one select() per message halves the rate a flood is read at)
-            for _ in range(CTL_BATCH):
-                try:
-                    data, anc, _, _ = ours.recvmsg(512, ANCILLARY, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    data, anc = None, []
-                reply_fd = _take_fds(anc)      # a checkpoint's answer pipe, if any
-                if data == b"" and not _hung_up(ours):
-                    data = b" "     # an empty packet, not the end of the channel: junk
-                if not data:
-                    _close(reply_fd)
-                    sel.unregister(ours)
-                    open_streams -= 1
-                    break
-                pid = None
-                for level, typ, cdata in anc:
-                    if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS and len(cdata) >= 12:
-                        pid = struct.unpack("3i", cdata[:12])[0]
-                seq += 1
-                if seq > MESSAGE_LIMIT:
-                    _close(reply_fd)
-                    if not res.limit:
-                        stop("messages")
-                    continue
-                try:
-                    _handle(res, ours, seq, pid, data, t0, deadline, on_checkpoint, reply_fd)
-                finally:
-                    _close(reply_fd)
+            read_ctl(CTL_BATCH)
         if res.limit and exited_at is None:
             # killed: wait for the exit notice (without reaping: wait4 below
             # collects the status and rusage), but don't hang on stuck streams
             select.select([pidfd], [], [], 5)
             exited_at = time.monotonic()
+    if ctl_open[0] and not res.limit:
+        # what the lab sent before it exited is still queued when a leftover holding
+        # our pipes ended the loop early: read it (bounded: a leftover may still send)
+        read_ctl(4096, until=time.monotonic())
     sel.close()
     os.close(pidfd)
     _kill_group(proc.pid)
