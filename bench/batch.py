@@ -4,8 +4,8 @@
 A class of N copies of the reference submission (labs/<lab>/<lab>.c of the core
 labs, as folders and archives in turn) is graded from scratch once per JOBS
 value; each run reports its wall time, the seconds per student and the speed-up
-over JOBS=1, then how well this machine runs a CPU loop and process creation
-two at a time (the ceiling the speed-up meets). Without a usable sandbox
+over JOBS=1, then how well this machine runs a C busy loop, a compiler and process
+creation two at a time, each on its own CPU (the ceiling the speed-up meets). Without a usable sandbox
 (grader/sandbox.py) it grades with --unsafe and says so.
 
     /usr/bin/python3 bench/batch.py [--students 50] [--jobs "1 2"] [--labs "cow faults maps threshold"]
@@ -100,21 +100,37 @@ def grade(cls: Path, out: Path, labs: list[str], jobs: int, sandboxed: bool) -> 
 
 
 SPAWN = 'i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done'
-SPIN = 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'
+SPIN_C = "int main(void) { volatile unsigned long x = 0; for (unsigned long i = 0; i < 400000000UL; i++) x += i; return 0; }\n"
 
 
-def scaling(script: str) -> float:
-    """How much faster two copies of a shell loop finish side by side than one after
-    the other (2.00x: the machine runs them fully in parallel)."""
+def scaling(argv: list[str], rounds: int = 3) -> float:
+    """How much faster two copies of a command finish side by side, each on its own CPU
+    (as JOBS=2 runs its workers), than one after the other; the median of `rounds`
+    rounds, the two ways taking turns. 2.00x: the machine runs them fully in parallel."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+
     def timed(n_parallel: int) -> float:
         t = time.monotonic()
-        procs = [subprocess.Popen(["/bin/sh", "-c", script]) for _ in range(n_parallel)]
+        procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=ROOT,
+                                  preexec_fn=(lambda c=c: os.sched_setaffinity(0, {c})))
+                 for c in cpus[:n_parallel]]
         for p in procs:
             p.wait()
         return time.monotonic() - t
-    serial = min(timed(1) + timed(1) for _ in range(3))
-    parallel = min(timed(2) for _ in range(3))
-    return serial / parallel
+    ratios = sorted((timed(1) + timed(1)) / timed(2) for _ in range(rounds))
+    return ratios[len(ratios) // 2]
+
+
+def machine_ceiling(tmp: Path) -> str:
+    """What this machine gives two things at once: the ceiling the batch's speed-up meets."""
+    spin = tmp / "spin"
+    (tmp / "spin.c").write_text(SPIN_C)
+    subprocess.run(["cc", "-O1", str(tmp / "spin.c"), "-o", str(spin)], check=True)
+    compile_lab = ["/bin/sh", "-c", "for i in 1 2 3 4 5 6; do cc -std=gnu11 -D_GNU_SOURCE -O2 -g "
+                   f"-Icommon -c labs/cow/cow.c -o {tmp}/cow.$$.o || exit 1; done"]
+    return (f"a C busy loop {scaling([str(spin)]):.2f}x, compiling a lab (cc -O2 -g) "
+            f"{scaling(compile_lab):.2f}x, fork+exec+exit of /bin/true "
+            f"{scaling(['/bin/sh', '-c', SPAWN]):.2f}x")
 
 
 def main() -> int:
@@ -162,10 +178,10 @@ def main() -> int:
               f"{base / t['wall']:>7.2f}x  {t['cpu'] / args.students:>13.2f}  "
               f"{100 * t['other'] / (t['wall'] * (os.cpu_count() or 1)):>9.0f}%  "
               f"{t['full']:>6}/{t['rows']}")
-    print(f"\nthis machine, 2 copies side by side against one after the other: a CPU loop "
-          f"{scaling(SPIN):.2f}x, a loop of fork+exec+exit of /bin/true {scaling(SPAWN):.2f}x\n"
-          "(grading a student starts ~100 processes: compilers, bubblewrap, the labs; where process\n"
-          "creation does not run in parallel, neither does that share of the batch)")
+    print("\nthis machine, 2 copies side by side (each on its own CPU) against one after the "
+          f"other:\n  {machine_ceiling(tmp)}\n"
+          "(the batch compiles, starts ~100 processes per student (compilers, bubblewrap, the labs)\n"
+          "and runs the labs: it cannot run in parallel better than those do)")
     print("\nCPU s/student: user+sys of the whole batch (driver, workers, compilers, labs) per student.\n"
           "other work: CPU time of everything else on the machine during the runs, in % of all\n"
           "CPUs; it competes with the batch and lowers the speed-up.")

@@ -44,3 +44,13 @@ def build_lab(root: Path, lab: str, build_dir: Path | None = None,
         return BuildResult(False, target, f"cannot run make: {e.strerror}")
     log = p.stdout.decode("utf-8", "replace")
     return BuildResult(p.returncode == 0 and target.exists(), target, log)
+
+
+def build_labs(root: Path, labs: list[str], build_dir: Path | None = None,
+               labs_src: Path | None = None, sandbox=None, ldlibs: dict | None = None) -> dict:
+    """build_lab() for several labs of one submission: {lab: BuildResult}. In a sandbox
+    they are compiled together, one sandboxed make for all (Sandbox.build_many);
+    ldlibs: {lab: its libraries} (spec.Lab.ldlibs), else make reads them itself."""
+    if sandbox is not None and getattr(sandbox, "active", False) and hasattr(sandbox, "build_many"):
+        return sandbox.build_many(root, labs, build_dir, labs_src, ldlibs=ldlibs)
+    return {lab: build_lab(root, lab, build_dir, labs_src, sandbox=sandbox) for lab in labs}

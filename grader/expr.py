@@ -15,6 +15,7 @@ machine lacks raises :class:`Unavailable` (the check is skipped with a reason).
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from typing import Any, Callable, Mapping
@@ -112,9 +113,15 @@ BUILTINS: dict[str, Callable] = {
 
 
 def parse(text: str) -> ast.Expression:
-    """Parse and validate; raises ExprError naming the first unsupported construct."""
+    """Parse and validate; raises ExprError naming the first unsupported construct.
+    (Cached: a lab's expressions are evaluated many times; the trees are only read.)"""
     if not isinstance(text, str):
         raise ExprError(f"expected an expression string, got {text!r}")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:

@@ -99,19 +99,21 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
               labs_src: Path | None = None, binary: Path | None = None,
               wrap: Callable[[list[str]], list[str]] | None = None,
               progress: Callable[[str], None] | None = None,
-              timeout: float | None = None, sandbox=None) -> LabResult:
+              timeout: float | None = None, sandbox=None,
+              build: BuildResult | None = None) -> LabResult:
     """Build (unless `binary` is given), run every run of the lab, evaluate its checks.
 
     `labs_src` replaces labs/ as the source of <lab>/<lab>.c (a submission);
     `timeout` overrides the lab's own wall-clock limit per run; `sandbox` (a
-    grader.sandbox.Sandbox) compiles and runs the lab in it."""
+    grader.sandbox.Sandbox) compiles and runs the lab in it; `build`: the lab was
+    compiled already (build.build_labs), this is how."""
     facts = envmod.facts()
     rng = random.Random(lab_seed(seed, lab.name))
     values = derive_values(lab, lab.draw(rng), facts)
     result = LabResult(lab, seed, values, None)
 
     if binary is None:
-        result.build = build_lab(root, lab.name, build_dir, labs_src, sandbox=sandbox)
+        result.build = build or build_lab(root, lab.name, build_dir, labs_src, sandbox=sandbox)
         if not result.build.ok:
             result.error = "compile error"
             for check in lab.checks:

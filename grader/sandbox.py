@@ -42,6 +42,7 @@ import grp
 import hashlib
 import os
 import pwd
+import secrets
 import select
 import shutil
 import signal
@@ -157,6 +158,44 @@ class Limits:
 
 # ---------------------------------------------------------------------------------
 # cgroups
+
+def _make_env() -> dict:
+    from .build import make_env
+    return make_env()
+
+
+def _newer_than_sources(lib: Path, root: Path) -> bool:
+    """Are the course's library, its objects and the build's dependency stamp newer than
+    everything they are made from? (What make would decide, without starting make: a
+    batch seeds every student's build folder with them. When in doubt, no: make runs.)"""
+    build = lib.parent
+    try:
+        sources = [root / "Makefile", *(root / "common").glob("*.[ch]")]
+        newest = max(p.stat().st_mtime_ns for p in sources)
+        objects = [build / "common" / f"{c.stem}.o" for c in (root / "common").glob("*.c")]
+        if any(o.stat().st_mtime_ns < newest for o in [lib, *objects]):
+            return False
+        return (build / ".deps-build").stat().st_mtime_ns >= (root / "deps" / "packages.txt").stat().st_mtime_ns
+    except (OSError, ValueError):
+        return False
+
+
+def _split_build_log(text: str, mark: str, labs: list[str]) -> dict:
+    """make's output for several labs, one log per lab: the Makefile prints a line
+    "<mark> <lab>" (BUILD_MARK) before each lab's compilation; make's closing
+    "Target ... not remade" lines go to the lab they name."""
+    logs = {lab: [] for lab in labs}
+    current = labs[0]
+    for line in text.splitlines(keepends=True):
+        word = line.split()
+        if len(word) == 2 and word[0] == mark and word[1] in logs:
+            current = word[1]
+            continue
+        named = next((lab for lab in labs if line.startswith("make: ") and f"/{lab}/{lab}'" in line),
+                     None)
+        logs[named or current].append(line)
+    return {lab: "".join(lines) for lab, lines in logs.items()}
+
 
 def _read(path: str) -> str | None:
     try:
@@ -343,9 +382,25 @@ def _cgroup_problem() -> tuple[str, str]:
     return "", ""
 
 
-@functools.lru_cache(maxsize=None)
+_CHECKED = False
+
+
+def checked_by_parent() -> None:
+    """A batch worker: the driver that started it found the sandbox working a moment
+    ago (available()), so the worker does not try a run of its own again."""
+    global _CHECKED
+    _CHECKED = True
+
+
 def available() -> tuple[bool, str, str]:
     """Can student code be sandboxed here? (ok, reason, fix). Cached: it tries a run."""
+    if _CHECKED:
+        return True, "", ""
+    return _available()
+
+
+@functools.lru_cache(maxsize=None)
+def _available() -> tuple[bool, str, str]:
     unsafe = "or grade without a sandbox (--unsafe; the results then say so)"
     if os.geteuid() != 0:
         return (False, f"the grader is not root (uid {os.geteuid()}): it cannot give student code "
@@ -518,6 +573,7 @@ class Sandbox:
         self._stage: str | None = None
         self._course: dict = {}
         self._bin_cache: dict = {}
+        self._libs: set = set()
         self._lock: int | None = None
         if not _probe:
             ok, reason, fix = available()
@@ -920,31 +976,73 @@ class Sandbox:
         """build.build_lab() in the sandbox: the course's Makefile, common/ and flags
         (never the student's), the course's files read-only (its solutions and its
         grader not even visible), only the lab's output folder writable."""
-        from .build import BuildResult, build_lab, make_env
+        return self.build_many(root, [lab], build_dir, labs_src)[lab]
+
+    def build_many(self, root: Path, labs: list[str], build_dir: Path | None = None,
+                   labs_src: Path | None = None, ldlibs: dict | None = None) -> dict:
+        """build() for several labs of one submission: {lab: BuildResult}.
+
+        They are compiled by one make in one sandboxed run (starting a sandbox and make
+        once per lab costs more than compiling a small lab on a machine where process
+        creation is slow), its output cut back into one log per lab. If that run meets
+        a limit (time, memory, output, ...) or dies, each lab it did not leave built is
+        compiled again in a run of its own, so that the limit is charged to the lab
+        that meets it, with the same limits as build(). `ldlibs`: each lab's libraries
+        (spec.Lab.ldlibs), given to make (else make reads them from lab.toml itself)."""
+        from .build import BuildResult, build_lab
         root = Path(root).resolve()
         build_dir = Path(build_dir or root / "build").resolve()
-        target = build_dir / "labs" / lab / lab
         if not self.active:
-            return build_lab(root, lab, build_dir, labs_src)
+            return {lab: build_lab(root, lab, build_dir, labs_src) for lab in labs}
         src_tree = Path(labs_src).resolve() if labs_src is not None else root / "labs"
-        src_dir = src_tree / lab
-        src = src_dir / f"{lab}.c"
-        if not src.is_file():
+        results: dict = {}
+        todo = []
+        for lab in labs:
+            src = src_tree / lab / f"{lab}.c"
+            if src.is_file():
+                todo.append(lab)
+                continue
             what = "a folder" if src.is_dir() else "a symbolic link to nothing" if src.is_symlink() \
                 else "missing"
-            return BuildResult(False, target, f"error: no such file: {lab}/{lab}.c ({what})")
-        # 1. the course's library, trusted code: built outside the sandbox if it must be
+            results[lab] = BuildResult(False, build_dir / "labs" / lab / lab,
+                                       f"error: no such file: {lab}/{lab}.c ({what})")
+        if todo:
+            why = self._course_library(root, build_dir)
+            if why:
+                results.update({lab: BuildResult(False, build_dir / "labs" / lab / lab, why)
+                                for lab in todo})
+            else:
+                done, stopped = self._compile(root, todo, build_dir, src_tree, ldlibs or {})
+                results.update(done)
+                for lab in stopped:         # again, alone: the limit is this lab's own
+                    results.update(self._compile(root, [lab], build_dir, src_tree, ldlibs or {})[0])
+        return {lab: results[lab] for lab in labs}
+
+    def _course_library(self, root: Path, build_dir: Path) -> str:
+        """Build the course's library, trusted code, outside the sandbox if it must be
+        (once per build folder): '' or what went wrong."""
+        key = str(build_dir)
         lib = build_dir / "libmemlab.a"
+        if key in self._libs or _newer_than_sources(lib, root):
+            return ""
         try:
             p = subprocess.run(["make", "--no-print-directory", "-C", str(root), f"BUILD={build_dir}",
                                 str(lib)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=make_env(), timeout=600)
+                               stderr=subprocess.STDOUT, env=_make_env(), timeout=600)
         except (OSError, subprocess.SubprocessError) as e:
-            return BuildResult(False, target, f"error: cannot build the course's library: {e}")
+            return f"error: cannot build the course's library: {e}"
         if p.returncode != 0:
-            return BuildResult(False, target, "error: the course's library did not build:\n"
-                               + p.stdout.decode("utf-8", "replace"))
-        # 2. a staged build folder: the library (read-only), the lab's folder (writable)
+            return "error: the course's library did not build:\n" + p.stdout.decode("utf-8", "replace")
+        self._libs.add(key)
+        return ""
+
+    def _compile(self, root: Path, labs: list[str], build_dir: Path, src_tree: Path,
+                 ldlibs: dict):
+        """One sandboxed make for these labs: ({lab: BuildResult} of those it settled,
+        [labs to compile again alone]) - the second list is empty unless the run of
+        several labs was stopped."""
+        from .build import BuildResult
+        lib = build_dir / "libmemlab.a"
         stage = Path(tempfile.mkdtemp(prefix="build-", dir=self._stage_dir()))
         try:
             os.chmod(stage, 0o711)
@@ -957,35 +1055,52 @@ class Sandbox:
                 except OSError:
                     shutil.copy2(f, dest)
                 os.chmod(dest, 0o644)
-            out = b / "labs" / lab
-            out.mkdir(parents=True)
+            ro = list(self._course_view(root))
+            ro.append((str(b), str(build_dir)))
+            rw = []
+            (b / "labs").mkdir(parents=True, exist_ok=True)
+            for lab in labs:
+                out = b / "labs" / lab
+                out.mkdir()
+                os.chown(out, self.uid, self.gid)
+                os.chmod(out, 0o700)
+                ro.append((self._visible_dir(src_tree / lab, stage / "s" / lab), str(src_tree / lab)))
+                rw.append((str(out), str(build_dir / "labs" / lab)))
             for d in (b, b / "labs", b / "common"):
                 if d.exists():
                     os.chmod(d, 0o755)
-            os.chown(out, self.uid, self.gid)
-            os.chmod(out, 0o700)
-            ro = list(self._course_view(root))
-            ro.append((str(b), str(build_dir)))
-            ro.append((self._visible_dir(src_dir, stage / "s"), str(src_dir)))
-            rw = [(str(out), str(build_dir / "labs" / lab))]
+            mark = "memlab-build-" + secrets.token_hex(8)
             argv = ["make", "--no-print-directory", "-C", str(root), f"BUILD={build_dir}",
-                    f"LABS_SRC={src_tree}", str(target)]
+                    f"LABS_SRC={src_tree}", f"BUILD_MARK={mark}"]
+            argv += [f"LDLIBS_{lab}={ldlibs[lab]}" for lab in labs if lab in ldlibs]  # no sed
+            if len(labs) > 1:
+                argv.append("-k")       # a lab that does not compile stops no other
+            argv += [str(build_dir / "labs" / lab / lab) for lab in labs]
             work = stage / "w"
             work.mkdir()
             res = self.run(argv, timeout=self.limits.compile_s, cwd=str(root), workdir=str(work),
                            readonly=ro, writable=rw)
-            built = out / lab
-            ok = res.exit == 0 and not res.limit and not res.error and self._regular(built)
-            log = res.output
-            if res.limit or res.error or res.signal:
-                log = f"error: the compilation was stopped: {res.describe()}\n" + log
-            if ok:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{lab}.new")
-                shutil.copyfile(built, tmp, follow_symlinks=False)
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, target)
-            return BuildResult(ok, target, log)
+            stopped = bool(res.limit or res.error or res.signal)
+            if len(labs) > 1 and (stopped or res.out_bytes > OUTPUT_KEEP):
+                # stopped, or so much output that later labs' logs were cut: each alone
+                return {}, list(labs)
+            logs = _split_build_log(res.output, mark, labs)
+            results = {}
+            for lab in labs:
+                target = build_dir / "labs" / lab / lab
+                built = b / "labs" / lab / lab
+                ok = not stopped and self._regular(built) and (res.exit == 0 or len(labs) > 1)
+                log = logs[lab]
+                if stopped:
+                    log = f"error: the compilation was stopped: {res.describe()}\n" + log
+                if ok:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = target.with_name(f".{lab}.new")
+                    shutil.copyfile(built, tmp, follow_symlinks=False)
+                    os.chmod(tmp, 0o755)
+                    os.replace(tmp, target)
+                results[lab] = BuildResult(ok, target, log)
+            return results, []
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 

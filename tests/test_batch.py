@@ -808,3 +808,76 @@ def test_single_submission_prints_the_autolab_line(tmp_path, session_build):
     q = grader("submission", "--src", a, "--out", tmp_path / "res2", "--labs", "maps",
                "--unsafe", "--autolab", "--quiet")
     assert q.stdout.strip().count("\n") == 0 and json.loads(q.stdout)["scores"]["maps"] == 14
+
+
+# ---- what makes a batch fast: workers on their own CPUs, probes and bytecode once ----
+
+def test_cpu_shares():
+    from grader.batch import cpu_shares
+    assert cpu_shares(1, [0, 1]) == []                       # one job: every CPU
+    assert cpu_shares(2, [0, 1]) == [[0], [1]]
+    assert cpu_shares(2, [3, 1, 5, 4, 2]) == [[1, 2, 3], [4, 5]]
+    assert cpu_shares(3, [0, 1]) == []                       # more jobs than CPUs: no pinning
+    assert cpu_shares(4, list(range(8))) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_worker_command_line(monkeypatch, tmp_path):
+    """A worker is told its CPUs, where the driver's probes are, and (sandboxed) that
+    the sandbox was tried; its bytecode goes to the batch's own cache."""
+    from grader import batch as b
+    seen = {}
+
+    class FakeProc:
+        pid = os.getpid()
+
+    def fake_popen(argv, **kw):
+        seen["argv"], seen["env"] = argv, kw["env"]
+        return FakeProc()
+    monkeypatch.setattr(b.subprocess, "Popen", fake_popen)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    st = b.Student(None, None, 7, tmp_path / "work", tmp_path / "out")
+    (tmp_path / "work").mkdir()
+    w = b._start(ROOT, [], st, 0, b.Options(jobs=2), {}, tmp_path / "cb", 60.0, [1],
+                 tmp_path / "machine.json", tmp_path / "pyc")
+    argv = seen["argv"]
+    assert argv[argv.index("--cpus") + 1] == "1"
+    assert argv[argv.index("--machine") + 1] == str(tmp_path / "machine.json")
+    assert "--sandbox-checked" in argv
+    assert seen["env"]["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pyc")
+    assert "PYTHONDONTWRITEBYTECODE" not in seen["env"]
+    assert w.cpus == [1] and w.pidfd is not None
+    os.close(w.pidfd)
+    b._start(ROOT, [], st, 0, b.Options(jobs=1, unsafe=True), {}, tmp_path / "cb", 60.0)
+    assert "--cpus" not in seen["argv"] and "--sandbox-checked" not in seen["argv"]
+    assert "PYTHONPYCACHEPREFIX" not in seen["env"] or seen["env"]["PYTHONPYCACHEPREFIX"] != str(tmp_path / "pyc")
+
+
+def test_a_worker_keeps_to_the_cpus_it_is_given(tmp_path):
+    cpu = max(os.sched_getaffinity(0))
+    code = ("import os, sys; from grader import cli\n"
+            "rc = cli.main(['submission', '--cpus', sys.argv[1], '--src', sys.argv[2], '--out', sys.argv[3],"
+            " '--labs', 'maps', '--unsafe', '--quiet'])\n"
+            "print(rc, sorted(os.sched_getaffinity(0)))\n")
+    p = subprocess.run([PY, "-c", code, str(cpu), str(tmp_path / "none"), str(tmp_path / "out")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.stdout.split("\n")[-2] == f"2 [{cpu}]", p.stdout + p.stderr     # no such submission
+    assert "no such submission" in p.stderr
+
+
+def test_the_driver_probes_once_for_its_workers(batch):
+    out = batch["out"]
+    snap = json.loads((out / ".work" / ".machine.json").read_text())
+    assert snap["facts"]["page_size"] == os.sysconf("SC_PAGE_SIZE")
+    assert "strace" in snap["features"] and "setarch" in snap["features"]   # maps needs setarch
+    pycs = [p for d in (ROOT / "build" / ".pycache", out / ".work" / ".pycache")
+            for p in d.rglob("grader/batch.*.pyc")]
+    assert pycs, "the grader's bytecode was not compiled for the workers"
+
+
+def test_precompile(tmp_path, monkeypatch):
+    from grader.batch import precompile
+    assert precompile(tmp_path / "pyc") == tmp_path / "pyc"
+    names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.pyc") if p.parent.name == "grader"}
+    assert {"batch", "grading", "sandbox", "runner", "cli"} <= names
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    assert precompile(tmp_path / "pyc2") is None

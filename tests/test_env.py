@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -247,3 +248,21 @@ def test_numa_syscall_probe_runs_here():
     refused = envmod.numa_syscall_refused()
     assert refused is None or (refused[0] in ("get_mempolicy", "mbind", "move_pages")
                                and refused[1] in (1, 38))
+
+
+def test_a_snapshot_replaces_the_probes(monkeypatch):
+    """A batch driver probes once and hands facts and features to its workers."""
+    monkeypatch.setattr(envmod, "_GIVEN", {})
+    snap = envmod.snapshot(["thp", "strace"])
+    assert snap["facts"] == envmod.facts() and set(snap["features"]) == {"thp", "strace"}
+    given = {"facts": {**snap["facts"], "page_size": 65536},
+             "features": {"thp": [False, "told so", "nothing"], "bad": "x"}}
+    envmod.use_snapshot(json.loads(json.dumps(given)))
+
+    def no_probe(name):
+        raise AssertionError(f"probed {name}")
+    monkeypatch.setattr(envmod, "_feature", no_probe)
+    assert envmod.facts()["page_size"] == 65536
+    assert envmod.feature("thp") == Feature(False, "told so", "nothing")
+    with pytest.raises(AssertionError, match="probed strace"):    # not given: probed
+        envmod.feature("strace")

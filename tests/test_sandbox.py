@@ -395,6 +395,112 @@ def test_endless_compilations_are_stopped(graded):
         assert elapsed < LIMITS.compile_s + 10
 
 
+def _student_tree(tmp_path: Path, files: dict) -> Path:
+    for lab, text in files.items():
+        (tmp_path / "src" / lab).mkdir(parents=True)
+        (tmp_path / "src" / lab / f"{lab}.c").write_text(text)
+    return tmp_path / "src"
+
+
+def test_labs_compiled_together_keep_their_own_logs(hostile_sb, session_build, tmp_path):
+    """A batch compiles all of a student's labs in one sandboxed make; each lab still
+    gets its own verdict and only its own compiler output."""
+    src = _student_tree(tmp_path, {
+        "faults": (ROOT / "labs" / "faults" / "faults.c").read_text(),
+        "cow": "int main(void) { return undeclared_in_cow; }\n",
+        "maps": "int main(void) { int unused_in_maps; return 0; }\n",
+    })
+    (src / "numa" / "numa.c").mkdir(parents=True)      # a folder, not a file: named, not compiled
+    build = _seed_build(session_build, tmp_path / "build")
+    res = hostile_sb.build_many(ROOT, ["faults", "cow", "maps", "numa"], build, src,
+                                ldlibs={"faults": "", "cow": "", "maps": ""})
+    assert list(res) == ["faults", "cow", "maps", "numa"]
+    assert res["faults"].ok and res["maps"].ok and not res["cow"].ok and not res["numa"].ok
+    assert "undeclared_in_cow" in res["cow"].log and "Error" in res["cow"].log
+    assert "unused_in_maps" in res["maps"].log
+    for lab in ("faults", "maps"):
+        assert "undeclared_in_cow" not in res[lab].log, res[lab].log
+        assert os.access(res[lab].binary, os.X_OK)
+    assert "unused_in_maps" not in res["cow"].log and "unused_in_maps" not in res["faults"].log
+    assert "no such file: numa/numa.c (a folder)" in res["numa"].log
+    assert not any("memlab-build-" in r.log for r in res.values())    # the marks are gone
+    assert not (build / "labs" / "cow" / "cow").exists()
+
+
+def test_a_limit_met_compiling_together_is_charged_to_its_lab(hostile_sb, session_build, tmp_path,
+                                                              host):
+    """An endless compilation among several stops the joint make; every lab it left
+    unbuilt is compiled again alone: the others pass, the endless one gets the limit."""
+    src = _student_tree(tmp_path, {
+        "cow": (ROOT / "labs" / "cow" / "cow.c").read_text(),
+        "faults": (HOSTILE / "include_forever.c").read_text(),
+        "maps": (ROOT / "labs" / "maps" / "maps.c").read_text(),
+    })
+    build = _seed_build(session_build, tmp_path / "build")
+    t0 = time.monotonic()
+    res = hostile_sb.build_many(ROOT, ["cow", "faults", "maps"], build, src)
+    elapsed = time.monotonic() - t0
+    assert res["cow"].ok and res["maps"].ok, (res["cow"].log, res["maps"].log)
+    assert not res["faults"].ok
+    assert "the compilation was stopped" in res["faults"].log, res["faults"].log[-2000:]
+    assert "the compilation was stopped" not in res["cow"].log + res["maps"].log
+    assert elapsed < 2 * LIMITS.compile_s + 15
+    assert not _uid_processes(hostile_sb.uid, host.victim_pid)
+
+
+def test_a_lab_flooding_warnings_does_not_cut_another_labs_log(hostile_sb, session_build, tmp_path):
+    """Past the output kept of one run, a later lab's log would be lost: each is then
+    compiled alone, with its own output kept."""
+    noisy = "".join(f"void f{i}(void) {{ int unused_variable_number_{i}; }}\n" for i in range(2500))
+    src = _student_tree(tmp_path, {"cow": noisy + "int main(void) { return 0; }\n",
+                                   "maps": "int main(void) { return undeclared_in_maps; }\n"})
+    build = _seed_build(session_build, tmp_path / "build")
+    res = hostile_sb.build_many(ROOT, ["cow", "maps"], build, src)
+    assert len(res["cow"].log) > sandboxmod.OUTPUT_KEEP // 2
+    assert res["cow"].ok and not res["maps"].ok
+    assert "undeclared_in_maps" in res["maps"].log, res["maps"].log[-500:]
+
+
+def test_split_build_log():
+    mark = "memlab-build-0123"
+    text = (f"{mark} cow\ncc cow.c\ncow.c:1: error: x\nmake: *** [Makefile:80: /b/labs/cow/cow] Error 1\n"
+            f"{mark} maps\ncc maps.c\n{mark} faults\ncc faults.c\n"
+            "make: Target '/b/labs/cow/cow' not remade because of errors.\n")
+    logs = sandboxmod._split_build_log(text, mark, ["cow", "maps", "faults"])
+    assert logs["cow"] == ("cc cow.c\ncow.c:1: error: x\nmake: *** [Makefile:80: /b/labs/cow/cow] Error 1\n"
+                           "make: Target '/b/labs/cow/cow' not remade because of errors.\n")
+    assert logs["maps"] == "cc maps.c\n" and logs["faults"] == "cc faults.c\n"
+    # a line that only looks like a mark (another word, or more words) stays where it is
+    logs = sandboxmod._split_build_log(f"a\n{mark}x maps\n{mark} maps now\n", mark, ["cow", "maps"])
+    assert logs == {"cow": f"a\n{mark}x maps\n{mark} maps now\n", "maps": ""}
+
+
+def test_the_course_library_is_not_remade_when_newer_than_its_sources(tmp_path):
+    root = tmp_path / "course"
+    (root / "common").mkdir(parents=True)
+    (root / "deps").mkdir()
+    for f in ("Makefile", "common/a.c", "common/memlab.h", "deps/packages.txt"):
+        (root / f).write_text("x\n")
+    build = tmp_path / "build"
+    lib = build / "libmemlab.a"
+    assert not sandboxmod._newer_than_sources(lib, root)        # not built
+    (build / "common").mkdir(parents=True)
+    later = time.time() + 5
+    for f in (lib, build / "common" / "a.o", build / ".deps-build"):
+        f.write_text("built\n")
+        os.utime(f, (later, later))
+    assert sandboxmod._newer_than_sources(lib, root)
+    for older, than in ((build / "common" / "a.o", root / "common" / "memlab.h"),  # an object
+                        (lib, root / "Makefile"),
+                        (build / ".deps-build", root / "deps" / "packages.txt")):
+        os.utime(than, (later + 5, later + 5))
+        assert not sandboxmod._newer_than_sources(lib, root), (older, than)
+        os.utime(than, (later - 5, later - 5))
+        assert sandboxmod._newer_than_sources(lib, root)
+    (build / "common" / "a.o").unlink()
+    assert not sandboxmod._newer_than_sources(lib, root)
+
+
 def test_missing_file_is_named(hostile_sb, session_build, tmp_path):
     (tmp_path / "src" / "faults").mkdir(parents=True)
     (tmp_path / "src" / "faults" / "README").write_text("oops, no C\n")
