@@ -9,6 +9,7 @@ observation, and `require`d side conditions. See docs/lab-format.md.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +166,25 @@ def _features_missing(names: list[str]):
     return None
 
 
+_TRACE_WORDS = re.compile(r"\b(trace|between|calls_before|calls_after|calls|opened|signals_sent)\b")
+
+
+def _unconfirmed(lab: Lab, check: Check):
+    """The strace Feature when this check reads the system-call trace of a run that
+    could not be traced here (strace missing, ptrace refused), else None: such a check
+    passes on what /proc and the counters show (its trace parts pass vacuously), and its
+    verdict says so."""
+    run = lab.runs.get(check.run)
+    if run is None or not run.strace:
+        return None
+    texts = [check.observed, *(check.expect if isinstance(check.expect, list) else [check.expect]),
+             *(r.expr for r in check.require)]
+    if not any(isinstance(t, str) and _TRACE_WORDS.search(t) for t in texts):
+        return None
+    f = envmod.feature("strace")
+    return None if f.ok else f
+
+
 def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
              values: dict, facts: dict) -> Verdict:
     v = Verdict(lab.name, check, "fail", 0.0)
@@ -229,6 +249,10 @@ def evaluate(lab: Lab, check: Check, runs: dict[str, RunResult], skipped: dict,
         v.internal = True
     if not v.message:
         v.status, v.score = "ok", check.points
+        missing = _unconfirmed(lab, check)
+        if missing is not None:     # passed on /proc and the counters alone: say what is missing
+            v.message = (f"not cross-checked against the lab's system calls: {missing.reason}")
+            v.fix = missing.fix
     elif run.main_pid is None and "never connected" not in v.message:
         v.message += (" (the lab never connected to the grader: does main() call ml_init()?"
                       f" The run {run.describe()}.)")

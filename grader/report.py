@@ -47,6 +47,8 @@ def verdict_lines(v: Verdict, color: bool, show_hidden_tag: bool = True) -> list
     if v.status == "ok":
         lines[0] = f"{head}  ({fmt(v.observed, v.check.unit)})" if v.observed is not None \
             and not isinstance(v.observed, bool) else head
+        if v.message:           # passed, with a caveat (e.g. not cross-checked by strace)
+            lines.append(f"               note: {v.message}" + (f" ({v.fix})" if v.fix else ""))
     elif v.status == "fail":
         lines.append(f"               {v.message}")
         hint = v.hint or v.check.hint

@@ -29,7 +29,8 @@ def _jsonable(v):
 def test_entry(v: Verdict, number: str, params: dict) -> dict:
     c = v.check
     if v.status == "ok":
-        output = f"OK: {c.title}. Observed {fmt(v.observed, c.unit)} (expected {v.expected})."
+        output = f"OK: {c.title}. Observed {fmt(v.observed, c.unit)} (expected {v.expected})." \
+            + (f" Note: {v.message}." + (f" ({v.fix})" if v.fix else "") if v.message else "")
     elif v.status == "skip":
         output = f"SKIPPED on the grading machine: {v.message}." + (f" To run it: {v.fix}." if v.fix else "")
     else:

@@ -115,6 +115,20 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
                           "outside), and it reports the group's own counters",
     },
+    ("oom", "pdeathsig_victim"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+    },
+    ("oom", "sigio_victim"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
+                          "outside), and it reports the group's own counters",
+    },
     ("oom", "decoy_victim"): {
         "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
         "raise_adj": "its score part is the reference's: it really raises its own adj",

@@ -430,3 +430,37 @@ def test_fmt(v, unit, want):
 
 def test_constants():
     assert checksmod.CONSTANTS == {"KiB": 1024, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def test_a_check_passed_without_its_trace_says_so(monkeypatch):
+    """Where strace cannot run, a check that reads the trace passes on /proc and the
+    counters alone (its trace parts are vacuous): its verdict names what is missing."""
+    oom = load(ROOT / "labs" / "oom")
+    by_name = {c.name: c for c in oom.checks}
+    traced = by_name["scores_read"]                 # requires `opened(...)` of the trace
+    untraced = next(c for c in oom.checks
+                    if not checksmod._TRACE_WORDS.search(" ".join(
+                        [c.observed, *(c.expect if isinstance(c.expect, list) else [c.expect]),
+                         *(r.expr for r in c.require)])))
+    monkeypatch.setattr(envmod, "feature", lambda name: Feature(True))
+    assert checksmod._unconfirmed(oom, traced) is None
+    gone = Feature(False, "strace is not installed", "apt-get install strace")
+    monkeypatch.setattr(envmod, "feature", lambda name: gone if name == "strace" else Feature(True))
+    assert checksmod._unconfirmed(oom, traced) is gone
+    assert checksmod._unconfirmed(oom, untraced) is None
+    faults = load(ROOT / "labs" / "faults")         # no run of it is traced
+    assert all(checksmod._unconfirmed(faults, c) is None for c in faults.checks)
+
+
+def test_a_note_on_a_passed_check_is_shown():
+    from grader.checks import Verdict
+    from grader.report import verdict_lines
+    from grader.results import test_entry
+    check = load(ROOT / "labs" / "oom").checks[0]
+    v = Verdict("oom", check, "ok", check.points, observed=1, expected="1",
+                message="not cross-checked against the lab's system calls: strace is not installed",
+                fix="apt-get install strace")
+    assert any("note: not cross-checked" in ln and "apt-get install strace" in ln
+               for ln in verdict_lines(v, color=False))
+    entry = test_entry(v, "1.1", {})
+    assert entry["status"] == "passed" and "Note: not cross-checked" in entry["output"]
