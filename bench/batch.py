@@ -121,13 +121,23 @@ def scaling(argv: list[str], rounds: int = 3) -> float:
     return ratios[len(ratios) // 2]
 
 
+def spin_program(tmp: Path) -> Path:
+    spin = tmp / "spin"
+    if not spin.exists():
+        (tmp / "spin.c").write_text(SPIN_C)
+        subprocess.run(["cc", "-O1", str(tmp / "spin.c"), "-o", str(spin)], check=True)
+    return spin
+
+
+def compile_loop(tmp: Path) -> list[str]:
+    return ["/bin/sh", "-c", "for i in 1 2 3 4 5 6; do cc -std=gnu11 -D_GNU_SOURCE -O2 -g "
+            f"-Icommon -c labs/cow/cow.c -o {tmp}/cow.$$.o || exit 1; done"]
+
+
 def machine_ceiling(tmp: Path) -> str:
     """What this machine gives two things at once: the ceiling the batch's speed-up meets."""
-    spin = tmp / "spin"
-    (tmp / "spin.c").write_text(SPIN_C)
-    subprocess.run(["cc", "-O1", str(tmp / "spin.c"), "-o", str(spin)], check=True)
-    compile_lab = ["/bin/sh", "-c", "for i in 1 2 3 4 5 6; do cc -std=gnu11 -D_GNU_SOURCE -O2 -g "
-                   f"-Icommon -c labs/cow/cow.c -o {tmp}/cow.$$.o || exit 1; done"]
+    spin = spin_program(tmp)
+    compile_lab = compile_loop(tmp)
     return (f"a C busy loop {scaling([str(spin)]):.2f}x, compiling a lab (cc -O2 -g) "
             f"{scaling(compile_lab):.2f}x, fork+exec+exit of /bin/true "
             f"{scaling(['/bin/sh', '-c', SPAWN]):.2f}x")
@@ -159,7 +169,16 @@ def main() -> int:
           + (f"; {args.slices} slices, JOBS values taking turns" if args.slices > 1 else ""))
     print("sandbox: " + ("yes" if sandboxed else f"NO ({why}): graded with --unsafe"))
     total = {j: {"wall": 0.0, "cpu": 0.0, "other": 0.0, "full": 0, "rows": 0} for j in jobs}
+    spin = spin_program(tmp)
+    # the machine's own two-at-once speed-up, measured before each slice: pure CPU work
+    # (a C busy loop) and the compiler the batch runs
+    capacity: dict = {"two C busy loops": [], "two compile loops": []}
     for i in range(args.slices):
+        capacity["two C busy loops"].append(scaling([str(spin)], rounds=1))
+        capacity["two compile loops"].append(scaling(compile_loop(tmp), rounds=1))
+        if args.slices > 1:
+            print(f"  slice {i + 1}/{args.slices}: this machine runs "
+                  + ", ".join(f"{k} at {v[-1]:.2f}x" for k, v in capacity.items()), flush=True)
         order = jobs if i % 2 == 0 else list(reversed(jobs))
         for j in order:
             r = grade(tmp / f"class-{i}", tmp / f"out-{i}-{j}", labs, j, sandboxed)
@@ -178,6 +197,11 @@ def main() -> int:
               f"{base / t['wall']:>7.2f}x  {t['cpu'] / args.students:>13.2f}  "
               f"{100 * t['other'] / (t['wall'] * (os.cpu_count() or 1)):>9.0f}%  "
               f"{t['full']:>6}/{t['rows']}")
+    print("\nduring the slices (before each), side by side against one after the other: "
+          + "; ".join(f"{k} {sorted(v)[len(v) // 2]:.2f}x (median; {min(v):.2f}x-{max(v):.2f}x)"
+                      for k, v in capacity.items())
+          + "\n(the machine's own speed-up for CPU work, which varies with what else its host "
+          "runs: the batch cannot beat it)")
     print("\nthis machine, 2 copies side by side (each on its own CPU) against one after the "
           f"other:\n  {machine_ceiling(tmp)}\n"
           "(the batch compiles, starts ~100 processes per student (compilers, bubblewrap, the labs)\n"
