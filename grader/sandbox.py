@@ -136,7 +136,8 @@ int main(int argc, char **argv)
 
 # what each limit's verdict says
 LIMIT_NAMES = {"memory": "memory limit", "pids": "process limit", "cpu": "CPU-time limit",
-               "fsize": "file-size limit", "disk": "disk limit"}
+               "fsize": "file-size limit", "disk": "disk limit", "cgroups": "cgroup limit"}
+MAX_GROUPS = 32     # nested groups a lab may make in its delegated group (v2: cgroup.max.descendants)
 
 
 class SandboxError(Exception):
@@ -291,6 +292,24 @@ def _enable_v2(base: str, controllers=("memory", "pids")) -> None:
 
 def _procs(d: str) -> list[int]:
     return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split() if x.isdigit()]
+
+
+def _more_groups_than(d: str, limit: int) -> bool:
+    """Are there more than `limit` cgroups under d (d not counted)? Stops counting there."""
+    n = 0
+    stack = [d]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        n += 1
+                        if n > limit:
+                            return True
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return False
 
 
 def _subdirs(d: str) -> list[str]:
@@ -819,6 +838,8 @@ class Sandbox:
             return "memory"
         if pids:
             return "pids"
+        if self.version == 1 and r.delegate and _more_groups_than(r.delegate, MAX_GROUPS):
+            return "cgroups"        # v1 has no cgroup.max.descendants: counted here
         return "disk" if self._disk_over(r.workdir) else ""
 
     def end_run(self, res) -> None:
@@ -1338,13 +1359,14 @@ class Sandbox:
                 cause = "cpu"
             elif "File size limit exceeded" in text:
                 cause = "fsize"
-        elif res.limit == "disk":
-            cause = "disk"
-        if cause and res.limit in ("", "time", "disk", "memory", "pids"):
+        elif res.limit in ("disk", "cgroups"):
+            cause = res.limit
+        if cause and res.limit in ("", "time", "disk", "memory", "pids", "cgroups"):
             res.limit = cause
             detail = {"memory": f"{L.memory_mb} MiB", "pids": f"{L.pids} processes",
                       "cpu": f"{L.cpu_s} s of CPU", "fsize": f"{r.fsize_mb} MiB per file",
-                      "disk": f"{L.disk_mb} MiB or {L.files} files in the work folder"}[cause]
+                      "disk": f"{L.disk_mb} MiB or {L.files} files in the work folder",
+                      "cgroups": f"more than {MAX_GROUPS} nested groups"}[cause]
             res.limit_text = f"stopped: {LIMIT_NAMES[cause]} ({detail})"
             if res.signal:
                 res.limit_text += f", killed by {_sig_name(res.signal)}"

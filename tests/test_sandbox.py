@@ -563,6 +563,39 @@ def test_memcg_lab_gets_its_own_group_and_no_more(hostile_sb):
     assert len(mounts) == 1, mounts            # that group only
 
 
+def test_a_cgroup_bomb_meets_the_group_limit(hostile_sb, host):
+    """A lab with a delegated group may make a few groups of its own (the oom and cgroup
+    labs make one or two), not hundreds: v2 refuses the mkdir past
+    cgroup.max.descendants, v1 has no such file, so the sandbox counts them while the
+    run goes and stops it past MAX_GROUPS."""
+    script = ("d=$(awk '$9 ~ /cgroup/ {print $5; exit}' /proc/self/mountinfo); i=0; "
+              "while [ $i -lt 400 ]; do mkdir -p $d/g$i/n || break; i=$((i+1)); done; "
+              "echo MADE=$i; sleep 8")
+    t0 = time.monotonic()
+    r = hostile_sb.run(["/bin/sh", "-c", script], timeout=20, needs={"memcg"})
+    took = time.monotonic() - t0
+    if hostile_sb.version == 2:
+        made = int(next(ln for ln in r.output.splitlines() if ln.startswith("MADE=")).split("=")[1])
+        assert made <= sandboxmod.MAX_GROUPS // 2, r.output      # the kernel refused the rest
+    else:
+        assert r.limit == "cgroups", (r.limit, r.describe(), r.output[-500:])
+        assert f"cgroup limit (more than {sandboxmod.MAX_GROUPS} nested groups)" in r.describe()
+        assert took < 6, took                   # stopped, not left to sleep
+    assert not _uid_processes(hostile_sb.uid, host.victim_pid)
+    # and a run that makes a few is left alone
+    few = script.replace("400", "4").replace("sleep 8", "sleep 0.6")
+    r = hostile_sb.run(["/bin/sh", "-c", few], timeout=20, needs={"memcg"})
+    assert r.limit == "" and "MADE=4" in r.output, (r.limit, r.output[-500:])
+
+
+def test_more_groups_than(tmp_path):
+    for i in range(3):
+        (tmp_path / f"g{i}" / "n").mkdir(parents=True)
+    assert sandboxmod._more_groups_than(str(tmp_path), 5)
+    assert not sandboxmod._more_groups_than(str(tmp_path), 6)
+    assert not sandboxmod._more_groups_than(str(tmp_path / "missing"), 0)
+
+
 def test_numa_lab_sees_the_node_topology_read_only(hostile_sb):
     r = hostile_sb.run(["/bin/sh", "-c", "ls /sys/devices/system/node/ && touch "
                         "/sys/devices/system/node/x || echo RO; ls /sys/kernel 2>&1"],
