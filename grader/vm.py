@@ -134,12 +134,12 @@ def _smp_numa(memory_mb: int, cpus: int, nodes: int) -> list[str]:
         if last >= first:  # fewer CPUs than nodes: some nodes are memory-only
             node += f",cpus={first}" + (f"-{last}" if last > first else "")
         args += ["-numa", node]
-    # a distance drawn for each boot (symmetric, remote > local 10): a program
-    # cannot report the table from memory, it has to read it
+    # a distance drawn for each boot (symmetric, remote > local 10, never the kernel's
+    # default 20): a program cannot report the table from memory, it has to read it
     rng = secrets.SystemRandom()
     for a in range(nodes):
         for b in range(a + 1, nodes):
-            d = rng.randint(12, 40)
+            d = rng.choice([v for v in range(12, 41) if v != 20])
             args += ["-numa", f"dist,src={a},dst={b},val={d}", "-numa", f"dist,src={b},dst={a},val={d}"]
     return args
 

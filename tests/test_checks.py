@@ -464,3 +464,33 @@ def test_a_note_on_a_passed_check_is_shown():
                for ln in verdict_lines(v, color=False))
     entry = test_entry(v, "1.1", {})
     assert entry["status"] == "passed" and "Note: not cross-checked" in entry["output"]
+
+
+def test_numa_topology_must_be_read_not_known(monkeypatch):
+    """The right distance table is not enough: on most two-node machines 10/20 (the
+    kernel's default) is right by heart. The lab must have opened a node's distance
+    file before checkpoint 'topology' (where strace works)."""
+    numa = load(ROOT / "labs" / "numa")
+    check = next(c for c in numa.checks if c.name == "topology")
+    monkeypatch.setattr(envmod, "feature", lambda name: Feature(True))
+    facts = {**FACTS, "numa_nodes": 2, "numa_distances": [[10, 27], [27, 10]]}
+    values = derive_values(numa, {"size_mib": 8, "node_pick": 0}, facts)
+    figures = {"nodes": 2, "distance.0.0": 10, "distance.0.1": 27, "distance.1.0": 27,
+               "distance.1.1": 10}
+    opened = {"call": "openat", "pid": 100, "at": 1.5, "ret_int": 3,
+              "args": 'AT_FDCWD, "/sys/devices/system/node/node1/distance", O_RDONLY'}
+    other = {**opened, "args": 'AT_FDCWD, "/sys/devices/system/node/node1/meminfo", O_RDONLY'}
+
+    sent = [Message(1, 100, "fig", "nodes", 2), Message(2, 100, "cp", "topology")]
+
+    def grade(trace):
+        run = make_run(figures=figures, cps=(cp("topology", 2),), trace=trace, messages=sent)
+        return evaluate(numa, check, {"main": run}, {}, values, facts)
+    assert grade([opened]).status == "ok"
+    v = grade([other])
+    assert v.status == "fail" and "never opened a node's distance file" in v.message
+    late = {**opened, "at": 2.5}                    # after the checkpoint: too late
+    assert grade([late]).status == "fail"
+    wrong = {**figures, "distance.0.1": 20, "distance.1.0": 20}     # read, but not reported
+    run = make_run(figures=wrong, cps=(cp("topology", 2),), trace=[opened], messages=sent)
+    assert evaluate(numa, check, {"main": run}, {}, values, facts).status == "fail"
