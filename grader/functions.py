@@ -15,6 +15,7 @@ from .expr import NS
 
 # openat(dirfd, "path", ...) as strace prints it
 _OPENAT = re.compile(r'^\s*(AT_FDCWD|-?\d+),\s*"((?:[^"\\]|\\.)*)"')
+_CHDIR = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"')
 
 # the system calls that send a signal (strace names): a lab that lists them in a
 # run's strace lets checks see a death the lab caused itself
@@ -145,19 +146,43 @@ def functions(names: dict) -> dict:
         """The paths the lab's processes opened (openat, traced), before checkpoint
         `before`, by process `pid`: absolute and normalized, a path relative to a
         directory descriptor resolved through the openat that returned it
-        (openat(3, "oom_score") after openat(AT_FDCWD, "/proc/self") = 3)."""
+        (openat(3, "oom_score") after openat(AT_FDCWD, "/proc/self") = 3), or through
+        the folder the process chdir/fchdir-ed to (where the run traces them; a child
+        starts in its parent's)."""
         fds: dict = {}
+        cwd: dict = {}          # where the run traces chdir/fchdir: each process's folder
         limit = cp_seq(before) if before else 10 ** 12
         out = []
         for e in names["trace"]:
-            if e.get("call") != "openat" or (pid is not None and e.get("pid") != pid):
+            call, who, ret = e.get("call"), e.get("pid"), e.get("ret_int")
+            if call in ("clone", "clone3", "fork", "vfork") and ret is not None and ret > 0:
+                if who in cwd:
+                    cwd[ret] = cwd[who]         # a child starts where its parent is
+                continue
+            if call in ("chdir", "fchdir") and ret == 0:
+                m = _CHDIR.match(e.get("args") or "")
+                if m and call == "chdir":
+                    path = m.group(1).encode().decode("unicode_escape", "replace")
+                    base = cwd.get(who)
+                    if path.startswith("/") or base:
+                        cwd[who] = posixpath.normpath(path if path.startswith("/") else f"{base}/{path}")
+                    else:
+                        cwd.pop(who, None)
+                elif call == "fchdir":
+                    fd = (e.get("args") or "").strip()
+                    if (who, fd) in fds:
+                        cwd[who] = fds[(who, fd)]
+                    else:
+                        cwd.pop(who, None)
+                continue
+            if call != "openat" or (pid is not None and who != pid):
                 continue
             m = _OPENAT.match(e.get("args") or "")
             if not m:
                 continue
             dirfd, path = m.group(1), m.group(2).encode().decode("unicode_escape", "replace")
             if not path.startswith("/"):
-                base = None if dirfd == "AT_FDCWD" else fds.get((e.get("pid"), dirfd))
+                base = cwd.get(who) if dirfd == "AT_FDCWD" else fds.get((who, dirfd))
                 path = f"{base}/{path}" if base else None
             if path is not None:
                 path = posixpath.normpath(path)

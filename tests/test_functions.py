@@ -370,3 +370,27 @@ def test_opened_resolves_directory_descriptors():
     assert opened("scores", 101) == []                   # after the checkpoint
     assert opened(None, 101) == ["/proc/self/status"]
     assert "/tmp/oom_score" in opened() and "/proc/self/status" in opened()
+
+
+def test_opened_follows_chdir_and_fchdir():
+    """A lab may chdir into /sys/devices/system/node and open "node1/distance": where
+    the run traces chdir and fchdir, the relative path is resolved through them."""
+    trace = [
+        ev_("openat", 'AT_FDCWD, "early", O_RDONLY', "3", 0.5),                 # cwd unknown
+        ev_("chdir", '"/nowhere"', "-1", 0.5),                                   # failed: ignored
+        ev_("chdir", '"/sys/devices/system"', "0", 0.5),
+        ev_("chdir", '"node"', "0", 0.5),                                        # relative chdir
+        ev_("openat", 'AT_FDCWD, "node1/distance", O_RDONLY', "4", 0.5),
+        ev_("clone", 'child_stack=NULL, flags=SIGCHLD', "101", 0.5),
+        ev_("openat", 'AT_FDCWD, "node0/./distance", O_RDONLY', "3", 0.5, pid=101),  # inherited
+        ev_("openat", 'AT_FDCWD, "/proc/self", O_RDONLY|O_DIRECTORY', "5", 0.5),
+        ev_("fchdir", "5", "0", 0.5),
+        ev_("openat", 'AT_FDCWD, "oom_score", O_RDONLY', "6", 0.5),
+        ev_("fchdir", "42", "0", 0.5),                                          # an fd never seen
+        ev_("openat", 'AT_FDCWD, "lost", O_RDONLY', "7", 0.5),
+    ]
+    names = {"trace": [NS(e, "trace field") for e in trace], "messages": []}
+    opened = functions(names)["opened"]
+    assert opened(None, 100) == ["/sys/devices/system/node/node1/distance", "/proc/self",
+                                 "/proc/self/oom_score"]
+    assert opened(None, 101) == ["/sys/devices/system/node/node0/distance"]
