@@ -35,7 +35,7 @@ from pathlib import Path
 
 from . import __version__
 from . import env as envmod
-from .build import BUILD_TIMEOUT, build_labs, make_env
+from .build import BUILD_TIMEOUT, build_labs, library_files, make_env
 from .checks import Verdict, fmt
 from .gradebook import Row, gradebook_csv, junit_xml, summary_table
 from .grading import LabResult, grade_lab
@@ -263,8 +263,7 @@ def seed_build(build: Path, common_build: Path | None):
     if not common_build:
         return
     common_build = Path(common_build)
-    for p in [common_build / "libmemlab.a", *common_build.glob(".deps-*"),
-              *(common_build / "common").glob("*.o")]:
+    for p in library_files(common_build):
         dest = build / p.relative_to(common_build)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
@@ -326,9 +325,10 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
         build = work / "build"
         compiled: dict = {}
         to_build = [lab.name for lab in labs if lab.name in prep.files and lab.name not in prep.problems]
+        if to_build:
+            seed_build(build, common_build)
         if to_build and sandbox is not None:
             # all of the student's labs in one sandboxed make (see Sandbox.build_many)
-            seed_build(build, common_build)
             try:
                 compiled = build_labs(root, to_build, build, Path(prep.src), sandbox=sandbox,
                                       ldlibs={lab.name: lab.ldlibs for lab in labs})
@@ -346,7 +346,6 @@ def grade_submission(root: Path, labs: list[Lab], out: Path, seed: int, prep: Pr
                                   f"labs/{lab.name}/{lab.name}.c in {prep.entry})", "not submitted")
                 kinds[lab.name] = "not_submitted"
             else:
-                seed_build(build, common_build)
                 try:
                     res = grade_lab(lab, root, seed, build_dir=build, labs_src=Path(prep.src),
                                     build=compiled.get(lab.name),
@@ -483,18 +482,26 @@ def _check_tools():
                          "make gcc binutils, or run `make deps`)")
 
 
+def _worker_env(pycache: Path | None) -> dict:
+    """The environment of a process that runs this grader package: it imports it from
+    here, and with pycache, reads and writes its bytecode there (precompile())."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if pycache:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def precompile(prefix: Path) -> Path | None:
     """Bytecode for the workers under prefix (PYTHONPYCACHEPREFIX): the grader's modules
     and the standard library's that they import, compiled once by importing them. Without
     it, where PYTHONDONTWRITEBYTECODE is set or the package folder is read-only, every
     worker compiles them again (0.25 s per student here). None if that fails."""
-    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(prefix))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         p = subprocess.run([sys.executable, "-c", "import grader.cli, grader.batch, grader.grading, "
                             "grader.sandbox, grader.runner, grader.procfs, grader.functions"],
-                           cwd=str(PACKAGE_PARENT), env=env, stdin=subprocess.DEVNULL,
+                           cwd=str(PACKAGE_PARENT), env=_worker_env(prefix), stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -524,7 +531,7 @@ def _build_common(root: Path, build: Path) -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=make_env(),
                            timeout=BUILD_TIMEOUT * 2)
         if p.returncode == 0:
-            for f in [own / "libmemlab.a", *own.glob(".deps-*"), *(own / "common").glob("*.o")]:
+            for f in library_files(own):
                 dest = build / f.relative_to(own)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, dest)           # with its time: make sees it up to date
@@ -886,13 +893,8 @@ def _start(root: Path, labs: list[Lab], st: Student, slot: int, opts: Options, m
     argv.append("--unsafe" if opts.unsafe else "--sandbox-checked")
     st.out.mkdir(parents=True, exist_ok=True)
     log = open(st.work / "worker.log", "wb")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    if pycache:             # the grader's bytecode, compiled once (precompile())
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=str(PACKAGE_PARENT), env=env, start_new_session=True)
+                            cwd=str(PACKAGE_PARENT), env=_worker_env(pycache), start_new_session=True)
     now = time.monotonic()
     try:
         pidfd = os.pidfd_open(proc.pid)

@@ -17,6 +17,14 @@ class BuildResult:
     log: str
 
 
+def library_files(build_dir: Path) -> list[Path]:
+    """What a build folder holds of the course's library, once built: libmemlab.a, the
+    common/ objects and the dependency stamps (copied or linked into another build
+    folder, make finds the library up to date there)."""
+    build_dir = Path(build_dir)
+    return [build_dir / "libmemlab.a", *build_dir.glob(".deps-*"), *(build_dir / "common").glob("*.o")]
+
+
 def make_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["LC_ALL"] = "C"

@@ -13,7 +13,7 @@ from . import env as envmod
 from .grading import grade_lab
 from .report import lab_report, log_text, points, score_line, summary_table, use_color
 from .results import results_document, write_atomic, write_results
-from .spec import SpecError, discover, load
+from .spec import SpecError, discover, lab_names, load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _labs(root: Path, names: list[str] | None):
     if not names:
         return discover(root / "labs")
-    have = sorted(d.name for d in (root / "labs").iterdir() if (d / "lab.toml").is_file())
+    have = lab_names(root / "labs")
     unknown = [n for n in names if n not in have]
     if unknown:
         raise SpecError(f"no such lab: {', '.join(unknown)} (labs: {', '.join(have)})")

@@ -12,10 +12,10 @@ import posixpath
 import re
 
 from .expr import NS
+from .runner import first_string_arg, strace_string
 
 # openat(dirfd, "path", ...) as strace prints it
 _OPENAT = re.compile(r'^\s*(AT_FDCWD|-?\d+),\s*"((?:[^"\\]|\\.)*)"')
-_CHDIR = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"')
 
 # the system calls that send a signal (strace names): a lab that lists them in a
 # run's strace lets checks see a death the lab caused itself
@@ -160,35 +160,30 @@ def functions(names: dict) -> dict:
                     cwd[ret] = cwd[who]         # a child starts where its parent is
                 continue
             if call in ("chdir", "fchdir") and ret == 0:
-                m = _CHDIR.match(e.get("args") or "")
-                if m and call == "chdir":
-                    path = m.group(1).encode().decode("unicode_escape", "replace")
-                    base = cwd.get(who)
-                    if path.startswith("/") or base:
-                        cwd[who] = posixpath.normpath(path if path.startswith("/") else f"{base}/{path}")
-                    else:
-                        cwd.pop(who, None)
-                elif call == "fchdir":
-                    fd = (e.get("args") or "").strip()
-                    if (who, fd) in fds:
-                        cwd[who] = fds[(who, fd)]
-                    else:
-                        cwd.pop(who, None)
+                if call == "chdir":
+                    where = first_string_arg(e.get("args"))
+                    if where and not where.startswith("/"):
+                        where = f"{cwd[who]}/{where}" if who in cwd else None
+                else:
+                    where = fds.get((who, (e.get("args") or "").strip()))
+                if where:
+                    cwd[who] = posixpath.normpath(where)
+                else:
+                    cwd.pop(who, None)          # somewhere it cannot tell
                 continue
             if call != "openat" or (pid is not None and who != pid):
                 continue
             m = _OPENAT.match(e.get("args") or "")
             if not m:
                 continue
-            dirfd, path = m.group(1), m.group(2).encode().decode("unicode_escape", "replace")
+            dirfd, path = m.group(1), strace_string(m.group(2))
             if not path.startswith("/"):
                 base = cwd.get(who) if dirfd == "AT_FDCWD" else fds.get((who, dirfd))
                 path = f"{base}/{path}" if base else None
             if path is not None:
                 path = posixpath.normpath(path)
-                fd = e.get("ret_int")
-                if fd is not None and fd >= 0:
-                    fds[(e.get("pid"), str(fd))] = path
+                if ret is not None and ret >= 0:
+                    fds[(who, str(ret))] = path
                 if e.get("at") < limit:
                     out.append(path)
         return out

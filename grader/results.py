@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import contextlib
 import os
 import tempfile
 from pathlib import Path

@@ -224,7 +224,7 @@ def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
         if name in ("sendto", "sendmsg"):
             mm = _STRACE_MSG.match(args) if name == "sendto" else _STRACE_IOV.search(args)
             if mm:
-                ev["msg"] = mm.group(1).encode().decode("unicode_escape", "replace")
+                ev["msg"] = strace_string(mm.group(1))
         events.append(ev)
     # place each syscall among the protocol messages: `at` = messages sent before it + 0.5
     sent = 0
@@ -499,7 +499,7 @@ def lab_tree(events: list[dict], program: str) -> list[dict]:
     host's (it ran outside the sandbox's pid namespace)."""
     name = os.path.basename(program)
     root_at = next((i for i, e in enumerate(events) if e["call"] == "execve" and e["ret"] == "0"
-                    and _execve_path(e["args"]).rsplit("/", 1)[-1] == name), None)
+                    and (first_string_arg(e["args"]) or "").rsplit("/", 1)[-1] == name), None)
     if root_at is None:         # never seen: keep it all (a check may then fail, never pass)
         return list(events)
     root = events[root_at]["pid"]
@@ -507,9 +507,19 @@ def lab_tree(events: list[dict], program: str) -> list[dict]:
     return [e for e in events[root_at:] if e["pid"] not in before]
 
 
-def _execve_path(args: str) -> str:
-    m = re.match(r'\s*"((?:[^"\\]|\\.)*)"', args)
-    return m.group(1) if m else ""
+_FIRST_STRING = re.compile(r'\s*"((?:[^"\\]|\\.)*)"')
+
+
+def strace_string(text: str) -> str:
+    """A string as strace prints it, between its quotes, with its escapes undone."""
+    return text.encode().decode("unicode_escape", "replace")
+
+
+def first_string_arg(args: str) -> str | None:
+    """The first argument of a traced call when it is a string (execve's path, chdir's
+    folder), unescaped; None when it is not."""
+    m = _FIRST_STRING.match(args or "")
+    return strace_string(m.group(1)) if m else None
 
 
 def _size(path: str) -> int:
@@ -519,7 +529,7 @@ def _size(path: str) -> int:
         return 0
 
 
-def _read_trace(path: str, limit: int = 64 * 1024 * 1024) -> str:
+def _read_trace(path: str, limit: int = TRACE_LIMIT) -> str:
     """strace's output file: a regular file (never through a symbolic link the lab
     may have put in its place), at most `limit` bytes; "" if there is none."""
     try:

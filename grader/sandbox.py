@@ -53,6 +53,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .build import BuildResult, build_lab, library_files, make_env
 from .cgroup import key_values
 
 UID_BASE = 60000            # slot n runs as uid/gid UID_BASE + n
@@ -159,11 +160,6 @@ class Limits:
 
 # ---------------------------------------------------------------------------------
 # cgroups
-
-def _make_env() -> dict:
-    from .build import make_env
-    return make_env()
-
 
 def _newer_than_sources(lib: Path, root: Path) -> bool:
     """Are the course's library, its objects and the build's dependency stamp newer than
@@ -1010,7 +1006,6 @@ class Sandbox:
         compiled again in a run of its own, so that the limit is charged to the lab
         that meets it, with the same limits as build(). `ldlibs`: each lab's libraries
         (spec.Lab.ldlibs), given to make (else make reads them from lab.toml itself)."""
-        from .build import BuildResult, build_lab
         root = Path(root).resolve()
         build_dir = Path(build_dir or root / "build").resolve()
         if not self.active:
@@ -1049,7 +1044,7 @@ class Sandbox:
         try:
             p = subprocess.run(["make", "--no-print-directory", "-C", str(root), f"BUILD={build_dir}",
                                 str(lib)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=_make_env(), timeout=600)
+                               stderr=subprocess.STDOUT, env=make_env(), timeout=600)
         except (OSError, subprocess.SubprocessError) as e:
             return f"error: cannot build the course's library: {e}"
         if p.returncode != 0:
@@ -1062,13 +1057,11 @@ class Sandbox:
         """One sandboxed make for these labs: ({lab: BuildResult} of those it settled,
         [labs to compile again alone]) - the second list is empty unless the run of
         several labs was stopped."""
-        from .build import BuildResult
-        lib = build_dir / "libmemlab.a"
         stage = Path(tempfile.mkdtemp(prefix="build-", dir=self._stage_dir()))
         try:
             os.chmod(stage, 0o711)
             b = stage / "b"
-            for f in [lib, *build_dir.glob(".deps-*"), *(build_dir / "common").glob("*.o")]:
+            for f in library_files(build_dir):
                 dest = b / f.relative_to(build_dir)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:

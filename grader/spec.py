@@ -304,9 +304,14 @@ def load(lab_dir: Path) -> Lab:
                checks=checks)
 
 
+def lab_names(labs_dir: Path) -> list[str]:
+    """The folders of labs_dir that hold a lab.toml: the labs, in name order."""
+    return sorted(d.name for d in Path(labs_dir).iterdir() if (d / "lab.toml").is_file())
+
+
 def discover(labs_dir: Path) -> list[Lab]:
-    """Every folder of labs_dir that holds a lab.toml, in name order."""
-    return [load(d) for d in sorted(Path(labs_dir).iterdir()) if (d / "lab.toml").is_file()]
+    """Every lab of labs_dir, loaded, in name order."""
+    return [load(Path(labs_dir) / name) for name in lab_names(labs_dir)]
 
 
 def fill_placeholders_args(args: list[str], values: dict) -> list[str]:
