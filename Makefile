@@ -64,8 +64,20 @@ $(BUILD)/.deps-%: deps/packages.txt
 deps: $(call DEPS,build+grade+test)
 
 # ---- C: the helper library, then one binary per lab
-$(BUILD)/common/%.o: common/%.c common/memlab.h | $(call DEPS,build)
-	@mkdir -p $(@D)
+# The compiler and flags the library was built with: its objects and the labs are
+# rebuilt when they change (make reads this file, and writes it only when it differs).
+BUILT_WITH  := $(CC) $(ALL_CFLAGS)
+FLAGS_STAMP := $(BUILD)/common/.flags
+ifneq ($(file <$(FLAGS_STAMP)),$(BUILT_WITH))
+$(FLAGS_STAMP): stale-flags
+endif
+.PHONY: stale-flags
+$(FLAGS_STAMP): | $(BUILD)/common/
+	$(file >$@,$(BUILT_WITH))@:
+$(BUILD)/common/:
+	@mkdir -p $@
+
+$(BUILD)/common/%.o: common/%.c common/memlab.h $(FLAGS_STAMP) | $(call DEPS,build)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIBMEMLAB): $(COMMON_OBJ)
@@ -75,7 +87,7 @@ $(LIBMEMLAB): $(COMMON_OBJ)
 # (BUILD_MARK=<word>: a line "<word> <lab>" before each lab's compilation, for the
 # grader, which compiles all of a student's labs in one make and splits the output)
 define LAB_RULE
-$(BUILD)/labs/$(1)/$(1): $(LABS_SRC)/$(1)/$(1).c $(LIBMEMLAB) common/memlab.h | $(BUILD)/labs/$(1)/
+$(BUILD)/labs/$(1)/$(1): $(LABS_SRC)/$(1)/$(1).c $(LIBMEMLAB) common/memlab.h $(FLAGS_STAMP) | $(BUILD)/labs/$(1)/
 	$$(if $$(BUILD_MARK),$$(info $$(BUILD_MARK) $(1)))$$(CC) $$(ALL_CFLAGS) $$< -o $$@ $(LIBMEMLAB) $$(call lab_ldlibs,$(1)) -lm
 endef
 $(foreach l,$(ALL_LABS),$(eval $(call LAB_RULE,$(l))))

@@ -200,7 +200,7 @@ int ml_cgroup_create(struct ml_cgroup *cg, const char *name, char *why, size_t w
     memset(cg, 0, sizeof *cg);
     cg->guard_pid = -1;
     cg->guard_fd = -1;
-    char own[PATH_MAX - 64];
+    char own[sizeof cg->base];
     if (own_memory_cgroup(own, sizeof own, &cg->version) < 0) {
         snprintf(why, whylen, "no memory cgroup controller is mounted for this process");
         return -1;

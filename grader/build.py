@@ -19,10 +19,13 @@ class BuildResult:
 
 def library_files(build_dir: Path) -> list[Path]:
     """What a build folder holds of the course's library, once built: libmemlab.a, the
-    common/ objects and the dependency stamps (copied or linked into another build
-    folder, make finds the library up to date there)."""
+    common/ objects, the dependency stamps and the record of the flags it was compiled
+    with (copied or linked into another build folder, make finds the library up to date
+    there)."""
     build_dir = Path(build_dir)
-    return [build_dir / "libmemlab.a", *build_dir.glob(".deps-*"), *(build_dir / "common").glob("*.o")]
+    flags = build_dir / "common" / ".flags"
+    return [build_dir / "libmemlab.a", *build_dir.glob(".deps-*"), *(build_dir / "common").glob("*.o"),
+            *([flags] if flags.exists() else [])]
 
 
 def make_env() -> dict:

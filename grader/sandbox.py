@@ -164,10 +164,12 @@ class Limits:
 def _newer_than_sources(lib: Path, root: Path) -> bool:
     """Are the course's library, its objects and the build's dependency stamp newer than
     everything they are made from? (What make would decide, without starting make: a
-    batch seeds every student's build folder with them. When in doubt, no: make runs.)"""
+    batch seeds every student's build folder with them. When in doubt, no: make runs.
+    The flags they were compiled with are make's to compare (build/common/.flags): a
+    library made with other flags has a newer record than its objects.)"""
     build = lib.parent
     try:
-        sources = [root / "Makefile", *(root / "common").glob("*.[ch]")]
+        sources = [root / "Makefile", build / "common" / ".flags", *(root / "common").glob("*.[ch]")]
         newest = max(p.stat().st_mtime_ns for p in sources)
         objects = [build / "common" / f"{c.stem}.o" for c in (root / "common").glob("*.c")]
         if any(o.stat().st_mtime_ns < newest for o in [lib, *objects]):

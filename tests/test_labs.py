@@ -65,6 +65,30 @@ def test_reference_compiles_without_warnings(session_build, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_other_flags_rebuild_the_library_and_the_labs(tmp_path):
+    """make does not track flags by itself: build/common/.flags records them, so a build
+    folder made with other CFLAGS (or CC) is rebuilt, not reused as is (the batch copies
+    the course library from build/ when make finds it up to date)."""
+    build = tmp_path / "b"
+
+    def make(*args):
+        p = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"BUILD={build}", *args,
+                            str(build / "labs" / "maps" / "maps")],
+                           capture_output=True, text=True, env=make_env())
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p.stdout
+
+    first = make()
+    assert " -O2 -g " in (build / "common" / ".flags").read_text()
+    assert "-c common/" in first and "labs/maps/maps.c" in first
+    assert "up to date" in make()                   # the same flags: nothing is redone
+    again = make("CFLAGS=-O1")
+    assert " -O1 " in (build / "common" / ".flags").read_text()
+    assert again.count("-c common/") == len(list((ROOT / "common").glob("*.c"))), again
+    assert "-O1" in again.splitlines()[-1] and "labs/maps/maps.c" in again.splitlines()[-1]
+    assert "up to date" in make("CFLAGS=-O1")
+
+
 def test_make_help_lists_every_lab():
     out = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], env=make_env(),
                          capture_output=True, text=True, check=True).stdout

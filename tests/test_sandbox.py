@@ -488,17 +488,23 @@ def test_the_course_library_is_not_remade_when_newer_than_its_sources(tmp_path):
     assert not sandboxmod._newer_than_sources(lib, root)        # not built
     (build / "common").mkdir(parents=True)
     later = time.time() + 5
-    for f in (lib, build / "common" / "a.o", build / ".deps-build"):
+    for f in (lib, build / "common" / "a.o", build / ".deps-build", build / "common" / ".flags"):
         f.write_text("built\n")
         os.utime(f, (later, later))
     assert sandboxmod._newer_than_sources(lib, root)
     for older, than in ((build / "common" / "a.o", root / "common" / "memlab.h"),  # an object
                         (lib, root / "Makefile"),
+                        (build / "common" / "a.o", build / "common" / ".flags"),  # other flags
+
                         (build / ".deps-build", root / "deps" / "packages.txt")):
         os.utime(than, (later + 5, later + 5))
         assert not sandboxmod._newer_than_sources(lib, root), (older, than)
         os.utime(than, (later - 5, later - 5))
         assert sandboxmod._newer_than_sources(lib, root)
+    (build / "common" / ".flags").unlink()                      # flags not recorded
+    assert not sandboxmod._newer_than_sources(lib, root)
+    (build / "common" / ".flags").write_text("built\n")
+    os.utime(build / "common" / ".flags", (later, later))
     (build / "common" / "a.o").unlink()
     assert not sandboxmod._newer_than_sources(lib, root)
 
