@@ -41,7 +41,7 @@ from pathlib import Path
 from . import __version__
 from .checks import Verdict
 from .grading import LabResult, grade_lab
-from .handout import EXCLUDE_NAMES, EXCLUDE_SUFFIXES, MANIFEST
+from .handout import EXCLUDE_NAMES, EXCLUDE_SUFFIXES, MANIFEST, source_for_grading
 from .results import replacing, results_document, write_results
 from .spec import Lab, SpecError, discover
 
@@ -231,7 +231,7 @@ def build_zip(root: Path, out: Path, labs: list[str] | None = None,
         _zip_add(z, "run_autograder", fill(RUN_AUTOGRADER), 0o755, now)
         for p, name in _tree_files(root):
             st = p.stat()
-            _zip_add(z, name, p.read_bytes(), st.st_mode, st.st_mtime)
+            _zip_add(z, name, source_for_grading(p, root), st.st_mode, st.st_mtime)
             count += 1
         _zip_add(z, f"{TREE_DIR}/{CONFIG.as_posix()}",
                  (json.dumps(config, indent=2) + "\n").encode(), 0o644, now)
@@ -817,8 +817,9 @@ def cmd_gradescope(args) -> int:
           f"run_autograder, {TREE_DIR}/ (the course tree)")
     print(f"  labs graded: {' '.join(s.labs)}: {points(s.max_points)} points "
           f"(set the assignment's autograder points to this)")
-    print(f"  it holds the reference solutions and {s.hidden} hidden check"
-          f"{'s' if s.hidden != 1 else ''}: give it to Gradescope only")
+    print(f"  it holds {s.hidden} hidden check{'s' if s.hidden != 1 else ''} (the reference "
+          f"solutions are left out: the labs' files are the handout's stubs): give it to "
+          f"Gradescope only")
     print("  upload it in Gradescope: the assignment's Configure Autograder page "
           "(docs/gradescope.md)")
     return 0

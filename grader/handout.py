@@ -269,6 +269,21 @@ def _source_files(tree: Path):
                 yield p
 
 
+def source_for_grading(path: Path, root: Path) -> bytes:
+    """The bytes of a course file as a grader that is not the instructor's needs them
+    (the Gradescope zip): a C source of labs/ or common/ with solution regions gets
+    its stubs instead. Grading never uses the reference solutions (the student's file
+    takes the lab's place), and where the sandbox cannot run a hostile submission
+    could read them, or quote them in its own compiler errors."""
+    data = path.read_bytes()
+    rel = path.relative_to(root)
+    if rel.parts[:1] in (("labs",), ("common",)) and path.suffix in (".c", ".h"):
+        text = data.decode("utf-8", "replace")
+        if _ANY_MARKER_RE.search(text):
+            return strip_solutions(text, rel.as_posix()).encode()
+    return data
+
+
 def _copy_tree(root: Path, dest: Path):
     dest.mkdir()
     for name in INCLUDE:

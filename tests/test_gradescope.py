@@ -31,7 +31,7 @@ from grader import spec  # noqa: E402
 from grader.build import make_env  # noqa: E402
 from grader.gradescope import (GradescopeError, _batch, autograde, build_zip,  # noqa: E402
                                collect, not_submitted_message, packages, seed_from_metadata)
-from grader.handout import MANIFEST  # noqa: E402
+from grader.handout import MANIFEST, strip_solutions  # noqa: E402
 from grader.submit import pack  # noqa: E402
 from test_results import validate  # noqa: E402
 
@@ -96,8 +96,12 @@ def test_zip_layout(zip_path):
             assert must in tree, must
         for lab in LABS:
             assert f"labs/{lab}/{lab}.c" in tree and f"labs/{lab}/lab.toml" in tree
-        # the reference solutions and the hidden check are in
-        assert z.read("memlab/labs/cow/cow.c") == (ROOT / "labs/cow/cow.c").read_bytes()
+        # the hidden check is in; the reference solutions are not (the handout's stubs)
+        for lab in LABS:
+            ref_text = (ROOT / f"labs/{lab}/{lab}.c").read_text()
+            shipped = z.read(f"memlab/labs/{lab}/{lab}.c").decode()
+            assert shipped == strip_solutions(ref_text, f"{lab}.c") != ref_text, lab
+            assert "BEGIN SOLUTION" not in shipped
         assert b"secret_exit_status" in z.read("memlab/labs/cow/lab.toml")
         assert b"hidden = true" in z.read("memlab/labs/cow/lab.toml")
         assert (infos["memlab/deps/install"].external_attr >> 16) & 0o111
