@@ -16,6 +16,7 @@
 #ifndef MEMLAB_H
 #define MEMLAB_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -93,7 +94,8 @@ struct ml_vma {                 /* one line of /proc/<pid>/maps */
     unsigned long long offset;
     unsigned dev_major, dev_minor;
     unsigned long inode;
-    char path[256];             /* "" for anonymous; "[heap]", "[stack]", a file */
+    char path[PATH_MAX + 16];   /* "" for anonymous; "[heap]", "[stack]", a file
+                                   (a whole path, and " (deleted)" after it) */
 };
 int ml_parse_maps_line(const char *line, struct ml_vma *out);
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,31 @@ class BuildResult:
     ok: bool
     binary: Path
     log: str
+
+
+_DIAGNOSTIC = re.compile(r":\d+(?::\d+)?: (?:fatal )?error: ")
+_COMMAND = re.compile(r"^\s*(?:\S*/)?(?:cc|gcc|g\+\+|clang|ar|ld)(?:-\d+)?\s")
+
+
+def first_error(log: str, limit: int = 300) -> str:
+    """The line of a compilation's output that says best why it failed: the grader's own
+    reason (a line starting "error: ": stopped at a limit, no such file), else the
+    compiler's first error about a source line, else the linker's first undefined reference, else
+    the first other line saying error (never a command line make echoed, which may hold
+    'error' in a file or folder name), else make's own complaint, else the last line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    said = [ln for ln in lines if not _COMMAND.match(ln)]
+    for pick in (lambda ln: ln.startswith("error: "),
+                 lambda ln: _DIAGNOSTIC.search(ln),
+                 lambda ln: "undefined reference to" in ln,
+                 lambda ln: re.search(r"\berror\b", ln, re.I) and not ln.startswith("make"),
+                 lambda ln: ln.startswith("make") and "***" in ln):
+        found = next((ln for ln in said if pick(ln)), None)
+        if found:
+            break
+    else:
+        found = lines[-1] if lines else "(the compiler said nothing)"
+    return found if len(found) <= limit else found[:limit - 3] + "..."
 
 
 def library_files(build_dir: Path) -> list[Path]:

@@ -17,6 +17,15 @@ from .runner import first_string_arg, strace_string
 # openat(dirfd, "path", ...) as strace prints it
 _OPENAT = re.compile(r'^\s*(AT_FDCWD|-?\d+),\s*"((?:[^"\\]|\\.)*)"')
 
+# a process's own counters, as a lab reads them (getrusage's aside)
+COUNTER_FILES = ("stat", "status", "statm", "smaps", "smaps_rollup")
+# the calls that read a file through a descriptor (strace names)
+READ_CALLS = ["read", "pread64", "readv", "preadv", "preadv2"]
+# the calls that write a file through a descriptor (strace names)
+WRITE_CALLS = ["write", "pwrite64", "writev", "pwritev", "pwritev2"]
+# a file of a process's own /proc folder: /proc/self/<f>, thread-self, <pid>, task/<tid>
+_OWN_PROC = re.compile(r"^/proc/(self|thread-self|\d+)(?:/task/\d+)?/([a-z_]+)$")
+
 # the system calls that send a signal (strace names): a lab that lists them in a
 # run's strace lets checks see a death the lab caused itself
 SIGNAL_CALLS = ["kill", "tgkill", "tkill", "pidfd_send_signal", "rt_sigqueueinfo",
@@ -142,17 +151,16 @@ def functions(names: dict) -> dict:
         return [e for e in names["trace"] if e.get("call") in wanted and e.get("at") < limit
                 and (pid is None or e.get("pid") == pid)]
 
-    def opened(before=None, pid=None):
-        """The paths the lab's processes opened (openat, traced), before checkpoint
-        `before`, by process `pid`: absolute and normalized, a path relative to a
-        directory descriptor resolved through the openat that returned it
-        (openat(3, "oom_score") after openat(AT_FDCWD, "/proc/self") = 3), or through
-        the folder the process chdir/fchdir-ed to (where the run traces them; a child
-        starts in its parent's)."""
+    cache: dict = {}
+
+    def _file_ops():
+        """(event, absolute normalized path or None) of each traced openat, and of each
+        read or write through a descriptor an openat returned, in order (worked out once)."""
+        if "file_ops" in cache:
+            return cache["file_ops"]
+        file_ops = cache["file_ops"] = []
         fds: dict = {}
         cwd: dict = {}          # where the run traces chdir/fchdir: each process's folder
-        limit = cp_seq(before) if before else 10 ** 12
-        out = []
         for e in names["trace"]:
             call, who, ret = e.get("call"), e.get("pid"), e.get("ret_int")
             if call in ("clone", "clone3", "fork", "vfork") and ret is not None and ret > 0:
@@ -171,7 +179,11 @@ def functions(names: dict) -> dict:
                 else:
                     cwd.pop(who, None)          # somewhere it cannot tell
                 continue
-            if call != "openat" or (pid is not None and who != pid):
+            if call in READ_CALLS or call in WRITE_CALLS:
+                fd = (e.get("args") or "").split(",", 1)[0].strip()
+                file_ops.append((e, fds.get((who, fd))))
+                continue
+            if call != "openat":
                 continue
             m = _OPENAT.match(e.get("args") or "")
             if not m:
@@ -184,9 +196,90 @@ def functions(names: dict) -> dict:
                 path = posixpath.normpath(path)
                 if ret is not None and ret >= 0:
                     fds[(who, str(ret))] = path
-                if e.get("at") < limit:
-                    out.append(path)
-        return out
+            file_ops.append((e, path))
+        return file_ops
+
+    def opened(before=None, pid=None):
+        """The paths the lab's processes opened (openat, traced), before checkpoint
+        `before`, by process `pid`: absolute and normalized, a path relative to a
+        directory descriptor resolved through the openat that returned it
+        (openat(3, "oom_score") after openat(AT_FDCWD, "/proc/self") = 3), or through
+        the folder the process chdir/fchdir-ed to (where the run traces them; a child
+        starts in its parent's)."""
+        limit = cp_seq(before) if before else 10 ** 12
+        return [path for e, path in _file_ops() if e.get("call") == "openat" and path is not None
+                and e.get("at") < limit and (pid is None or e.get("pid") == pid)]
+
+    def _measures(who):
+        """The traced calls by which process `who` read its own counters: getrusage
+        (RUSAGE_SELF or RUSAGE_THREAD), and successful reads of its own /proc/self
+        (thread-self, <pid>) stat, status, statm, smaps or smaps_rollup (the kernel
+        writes their figures when they are read, not when they are opened)."""
+        selves = {str(who)}
+        for cp_name in {m.get("name") for m in names["messages"] if m.get("kind") == "cp"}:
+            if names["cp"].has(cp_name) and names["cp"].get(cp_name).get("pid") == who:
+                selves |= {str(n) for n in names["cp"].get(cp_name).get("nspid") or []}
+
+        def own(path):
+            m = _OWN_PROC.match(path or "")
+            return bool(m) and m.group(2) in COUNTER_FILES and \
+                (m.group(1) in ("self", "thread-self") or m.group(1) in selves)
+
+        return ([e for e in names["trace"] if e.get("pid") == who and e.get("call") == "getrusage"
+                 and (e.get("args") or "").startswith(("RUSAGE_SELF", "RUSAGE_THREAD"))] +
+                [e for e, path in _file_ops() if e.get("pid") == who and e.get("call") in READ_CALLS
+                 and own(path) and e.get("ret_int") is not None and e.get("ret_int") > 0])
+
+    def unmeasured(checkpoints):
+        """Those of these checkpoints around which the lab did not read its own counters.
+        Each checkpoint (the first of its name) needs a reading of its own by the process
+        that sent it (_measures), just before it (after that process's message before) or
+        just after it (before its next message); one reading never serves two
+        checkpoints. A lab whose figures come from a model, not from the kernel, has
+        none. Empty: every one was measured."""
+        msgs = names["messages"]
+        first = {}
+        for m in msgs:
+            if m.get("kind") == "cp" and m.get("name") in checkpoints and m.get("name") not in first:
+                first[m.get("name")] = m
+        missing = [c for c in checkpoints if c not in first]
+        for who in sorted({m.get("pid") for m in first.values()}):
+            seqs = sorted(m.get("seq") for m in msgs if m.get("pid") == who)
+            bounds = [0, *seqs, 10 ** 12]
+            ats = [e.get("at") for e in _measures(who)]
+            measured = {i for i in range(len(bounds) - 1)
+                        if any(bounds[i] < at < bounds[i + 1] for at in ats)}
+            used: set = set()
+            for m in sorted((m for m in first.values() if m.get("pid") == who), key=lambda m: m.get("seq")):
+                k = seqs.index(m.get("seq"))        # the gaps before and after it: k and k + 1
+                gap = next((g for g in (k, k + 1) if g in measured and g not in used), None)
+                if gap is None:
+                    missing.append(m.get("name"))
+                else:
+                    used.add(gap)
+        return [c for c in checkpoints if c in missing]
+
+    def writes(before=None, pid=None):
+        """The lab's traced writes (write, pwrite64, writev, pwritev...), before
+        checkpoint `before`, by process `pid`: namespaces with call, args, ret, pid, at
+        and `path`, the file the descriptor was opened on (None when not seen)."""
+        limit = cp_seq(before) if before else 10 ** 12
+        return [NS({"call": e.get("call"), "args": e.get("args"), "ret": e.get("ret"),
+                    "pid": e.get("pid"), "at": e.get("at"), "path": path}, "write field")
+                for e, path in _file_ops() if e.get("call") in WRITE_CALLS
+                and e.get("at") < limit and (pid is None or e.get("pid") == pid)]
+
+    def proc_file(path, name, cp):
+        """Is path the file `name` of the own /proc folder of the process that sent
+        checkpoint cp: /proc/self/<name>, /proc/thread-self/<name>, /proc/<its pid, as
+        it sees it>/<name>, or any of those under task/<tid>/?"""
+        m = _OWN_PROC.match(path or "")
+        if not m or m.group(2) != name:
+            return False
+        selves = {"self", "thread-self", str(cp.get("pid"))}
+        if cp.has("nspid"):
+            selves |= {str(n) for n in cp.get("nspid") or []}
+        return m.group(1) in selves and not (m.group(1) == "thread-self" and "/task/" in path)
 
     def signals_sent(before=None):
         """Signals the lab's processes sent themselves (strace), before checkpoint `before`."""
@@ -207,4 +300,5 @@ def functions(names: dict) -> dict:
             "message_seq": message_seq, "calls_before": calls_before,
             "calls_after": calls_after, "arg": arg, "segment": segment,
             "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent, "opened": opened,
+            "unmeasured": unmeasured, "writes": writes, "proc_file": proc_file,
             "exe_extent": exe_extent}

@@ -10,7 +10,7 @@ from typing import Callable
 from . import env as envmod
 from . import cgroup as cgroupmod
 from . import procfs
-from .build import BuildResult, build_lab
+from .build import BuildResult, build_lab, first_error
 from .checks import CONSTANTS, Verdict, checkpoint_ns, derive_values, evaluate
 from .expr import NS, Evaluator, Unavailable
 from .runner import Checkpoint, RunResult, execute
@@ -116,11 +116,10 @@ def grade_lab(lab: Lab, root: Path, seed: int, *, build_dir: Path | None = None,
         result.build = build or build_lab(root, lab.name, build_dir, labs_src, sandbox=sandbox)
         if not result.build.ok:
             result.error = "compile error"
+            first = first_error(result.build.log)
             for check in lab.checks:
-                first = next((ln for ln in result.build.log.splitlines() if "error" in ln),
-                             result.build.log.strip().splitlines()[-1] if result.build.log.strip() else "")
                 result.verdicts.append(Verdict(lab.name, check, "fail", 0.0,
-                                               message=f"the lab did not compile: {first.strip()}"))
+                                               message=f"the lab did not compile: {first}"))
             return result
         binary = result.build.binary
 

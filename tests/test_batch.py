@@ -471,6 +471,9 @@ def test_results_json_per_student(batch):
     assert "memlab" in (out / "alice" / "maps.log").read_text()
     broken = (out / "broken" / "maps.log").read_text()
     assert "== build ==" in broken and "error" in broken
+    said = {t["output"] for t in json.loads((out / "broken" / "results.json").read_text())["tests"]
+            if t["extra_data"]["lab"] == "maps"}
+    assert len(said) == 1 and "maps.c:1:" in said.pop()        # the compiler's error, not a command
     bomb = json.loads((out / "bomb" / "results.json").read_text())
     assert "refused" in bomb["output"] and "archive bomb" in bomb["output"]
 

@@ -45,6 +45,17 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
     ("cow", "no_fork_mimic"): {
         "parent_fill_faults": "it really fills the buffer, and measures it",
     },
+    ("cow", "modelled_counters"): {
+        "child_shares_pages": "it really forks: the child does share every page (nothing reported)",
+        "parent_intact": "it really compares every page of the parent's buffer",
+    },
+    ("cow", "populate_child"): {
+        "parent_fill_faults": "it really fills the buffer, and measures it",
+        "child_shares_pages": "it really forks: the child does share every page",
+        "child_write_faults": "its child really writes its pages, and measures it",
+        "child_pss_grows": "its child really writes its pages, and measures it",
+        "parent_intact": "it really compares every page of the parent's buffer",
+    },
     ("cow", "idle_child"): {
         "parent_fill_faults": "it really fills the buffer, and measures it",
         "child_shares_pages": "it really forks: the child does share every page",

@@ -155,7 +155,7 @@ def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
                        "cp_seq", "calls", "signals_sent", "opened",
-                       "exe_extent"}
+                       "exe_extent", "unmeasured"}
 
 
 # ---- has_cp, count_cp -------------------------------------------------------------
@@ -394,3 +394,53 @@ def test_opened_follows_chdir_and_fchdir():
     assert opened(None, 100) == ["/sys/devices/system/node/node1/distance", "/proc/self",
                                  "/proc/self/oom_score"]
     assert opened(None, 101) == ["/sys/devices/system/node/node0/distance"]
+
+
+def test_unmeasured_finds_checkpoints_without_a_reading_of_own_counters():
+    """unmeasured(cps): the checkpoints around which the process that sent them read none
+    of its own counters (getrusage(), its own /proc stat, status, statm, smaps,
+    smaps_rollup): before it, after its message before, or after it, before its next;
+    one reading serves one checkpoint. A lab whose figures come from a model has none."""
+    msgs = [{"seq": 1, "pid": 100, "kind": "hello", "name": "cow"},
+            {"seq": 2, "pid": 100, "kind": "cp", "name": "start"},
+            {"seq": 3, "pid": 100, "kind": "fig", "name": "buf"},
+            {"seq": 4, "pid": 101, "kind": "cp", "name": "child_start"},
+            {"seq": 5, "pid": 100, "kind": "cp", "name": "parent_touched"},
+            {"seq": 6, "pid": 101, "kind": "cp", "name": "child_read"},
+            {"seq": 7, "pid": 101, "kind": "cp", "name": "child_written"},
+            {"seq": 8, "pid": 100, "kind": "cp", "name": "modelled"},
+            {"seq": 9, "pid": 100, "kind": "cp", "name": "failed"},
+            {"seq": 10, "pid": 100, "kind": "cp", "name": "last"}]
+    trace = [
+        # before 'start' (measured, then the checkpoint: faults.c's order)
+        ev_("getrusage", "RUSAGE_SELF, {ru_utime=...}", "0", 1.5),
+        # after 'start', before 'buf': a persistent descriptor, read again later
+        ev_("openat", 'AT_FDCWD, "/proc/self/stat", O_RDONLY', "5", 2.5),
+        ev_("openat", 'AT_FDCWD, "/proc/1/status", O_RDONLY', "6", 2.5),         # init's
+        # the child, after its checkpoint (cow.c's order): its own pid, by number
+        ev_("openat", 'AT_FDCWD, "/proc/101/status", O_RDONLY', "3", 4.5, pid=101),
+        ev_("read", '3, "Name:\\tcow\\n"..., 4096', "1200", 4.5, pid=101),
+        # the child measures once more, after child_written only: child_read has none
+        ev_("getrusage", "RUSAGE_THREAD, {ru_utime=...}", "0", 7.5, pid=101),
+        # the parent, around 'parent_touched': pread on the descriptor of /proc/self/stat
+        ev_("pread64", '5, "123 (cow) R"..., 1024, 0', "300", 4.5),
+        # around 'modelled': only others' counters
+        ev_("getrusage", "RUSAGE_CHILDREN, {ru_utime=...}", "0", 7.5),
+        ev_("read", '6, "Name"..., 1024', "300", 7.5),                       # init's status
+        # around 'failed': what failed
+        ev_("openat", 'AT_FDCWD, "/proc/self/smaps_rollup", O_RDONLY', "-1", 8.5),
+        ev_("read", '5, ""..., 1024', "-1", 8.5),
+        # after 'last'
+        ev_("getrusage", "RUSAGE_SELF, {ru_utime=...}", "0", 10.5),
+    ]
+    names = {"trace": [NS(e, "trace field") for e in trace],
+             "messages": [NS(m, "message field") for m in msgs],
+             "cp": NS({}, "checkpoint")}
+    unmeasured = functions(names)["unmeasured"]
+    assert unmeasured(["start", "parent_touched", "child_start", "child_written"]) == []
+    # the reading after child_start serves one of the two; child_written's its own
+    assert unmeasured(["child_start", "child_read", "child_written"]) == ["child_read"]
+    assert unmeasured(["start", "parent_touched", "modelled", "failed", "last"]) == \
+        ["modelled", "failed"]
+    assert unmeasured(["absent", "start"]) == ["absent"]
+    assert unmeasured(["last"]) == []

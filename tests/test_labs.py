@@ -11,7 +11,7 @@ import pytest
 from conftest import LABS, ROOT
 
 from grader import spec
-from grader.build import make_env
+from grader.build import first_error, make_env
 from grader.handout import strip_solutions
 
 
@@ -87,6 +87,25 @@ def test_other_flags_rebuild_the_library_and_the_labs(tmp_path):
     assert again.count("-c common/") == len(list((ROOT / "common").glob("*.c"))), again
     assert "-O1" in again.splitlines()[-1] and "labs/maps/maps.c" in again.splitlines()[-1]
     assert "up to date" in make("CFLAGS=-O1")
+
+
+def test_a_failed_compilation_is_summed_up_by_its_error():
+    """Each check of a lab that did not compile names the error, not the first line that
+    holds the word: make echoes command lines (common/error.c, a student called terror)."""
+    made = ("cc -std=gnu11 -O2 -g -Icommon -c common/error.c -o build/common/error.o\n"
+            "cc -std=gnu11 -O2 -g -Icommon /out/.work/terror/src/maps/maps.c -o /out/maps\n")
+    assert first_error(made + "/out/.work/terror/src/maps/maps.c:3:5: error: expected ';'\n"
+                       "collect2: error: ld returned 1 exit status\n").endswith("3:5: error: expected ';'")
+    link = made + ("/usr/bin/ld: /tmp/cc1.o: in function `main':\n"
+                   "maps.c:(.text+0x1a): undefined reference to `major'\n"
+                   "collect2: error: ld returned 1 exit status\n")
+    assert first_error(link) == "maps.c:(.text+0x1a): undefined reference to `major'"
+    assert first_error("cc1: error: unrecognized option\n") == "cc1: error: unrecognized option"
+    assert first_error("error: the compilation was stopped: time limit\nx.c:1:1: error: a\n") \
+        == "error: the compilation was stopped: time limit"
+    assert first_error(made + "make: *** No rule to make target 'x'.  Stop.\n").startswith("make: ***")
+    assert first_error("x.c:1:1: error: " + "y" * 1000).endswith("...")
+    assert first_error("") == "(the compiler said nothing)"
 
 
 def test_make_help_lists_every_lab():

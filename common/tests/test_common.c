@@ -907,9 +907,11 @@ END_TEST
 
 START_TEST(maps_line_long_path)
 {
-    char line[512], path[400];
-    struct ml_vma v;
-    size_t lens[] = {254, 255, 256, 300, 380};
+    /* a lab may live deep down: any path the kernel can print is kept whole */
+    static char line[2 * PATH_MAX], path[PATH_MAX + 100];
+    static struct ml_vma v;
+    size_t lens[] = {254, 255, 256, 300, 1000, PATH_MAX - 1, PATH_MAX + 10, PATH_MAX + 15,
+                     PATH_MAX + 16, PATH_MAX + 99};
     for (size_t k = 0; k < ARRAY_LEN(lens); k++) {
         memset(path, 'a', lens[k]);
         path[0] = '/';
@@ -921,6 +923,8 @@ START_TEST(maps_line_long_path)
         ck_assert_uint_eq(strnlen(v.path, sizeof v.path), want);   /* NUL-terminated */
         ck_assert_int_eq(strncmp(v.path, path, want), 0);
         ck_assert_uint_eq(v.inode, 42);
+        if (lens[k] < PATH_MAX + 16)
+            ck_assert_uint_eq(want, lens[k]);
     }
 }
 END_TEST
