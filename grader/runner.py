@@ -146,7 +146,9 @@ def set_subreaper() -> bool:
 
 
 def sweep_children(exclude: set[int] = frozenset()) -> int:
-    """Kill and reap every child of ours (orphans reparented to us included)."""
+    """Kill and reap every child of ours (orphans reparented to us included): how many
+    were still alive (a zombie, such as bubblewrap's init come back to us after its
+    exit, is only reaped)."""
     me = os.getpid()
     killed = 0
     for _ in range(50):
@@ -159,16 +161,16 @@ def sweep_children(exclude: set[int] = frozenset()) -> int:
             except procfs.ProcError:
                 continue
             if st["ppid"] == me:
-                kids.append(int(entry))
+                kids.append((int(entry), st["state"]))
         if not kids:
             break
-        for pid in kids:
+        for pid, state in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed += state not in ("Z", "X")
             except ProcessLookupError:
                 pass
-        for pid in kids:
+        for pid, _ in kids:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:

@@ -256,6 +256,8 @@ def test_reference_lab_scores_full_marks_sandboxed(lab, reference_sb, session_bu
     for name, run in res.runs.items():
         assert run.sandbox.get("uid") == sb.uid, (name, run.sandbox)
         assert run.sandbox.get("oom_kill") == 0 and run.sandbox.get("pids_max") == 0, run.sandbox
+        # the reference leaves nothing behind (bubblewrap's exited init, reaped, is not counted)
+        assert run.leftovers == 0, (name, run.leftovers)
         for cp in run.checkpoints:      # the grader read /proc/<host pid> of the sandboxed lab
             assert cp.obs.get("uid") in (None, sb.uid) or cp.obs.get("uid") == sb.uid
     if lab == "cow":        # /proc/<pid>/mem of another uid, read by the root grader
