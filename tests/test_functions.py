@@ -155,7 +155,7 @@ def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
                        "cp_seq", "calls", "signals_sent", "opened",
-                       "exe_extent", "unmeasured"}
+                       "exe_extent", "unmeasured", "writes", "proc_file"}
 
 
 # ---- has_cp, count_cp -------------------------------------------------------------
