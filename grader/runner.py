@@ -147,8 +147,8 @@ def set_subreaper() -> bool:
 
 def sweep_children(exclude: set[int] = frozenset()) -> int:
     """Kill and reap every child of ours (orphans reparented to us included): how many
-    were still alive (a zombie, such as bubblewrap's init come back to us after its
-    exit, is only reaped)."""
+    were the lab's (bubblewrap's own init, which comes back to us when bwrap exits
+    before it, is killed and reaped too, but not counted)."""
     me = os.getpid()
     killed = 0
     for _ in range(50):
@@ -157,17 +157,18 @@ def sweep_children(exclude: set[int] = frozenset()) -> int:
             if not entry.isdigit() or int(entry) in exclude:
                 continue
             try:
-                st = procfs.parse_stat(procfs.read(int(entry), "stat"))
+                text = procfs.read(int(entry), "stat")
+                st = procfs.parse_stat(text)
             except procfs.ProcError:
                 continue
             if st["ppid"] == me:
-                kids.append((int(entry), st["state"]))
+                kids.append((int(entry), text[text.find("(") + 1:text.rfind(")")]))
         if not kids:
             break
-        for pid, state in kids:
+        for pid, comm in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += state not in ("Z", "X")
+                killed += comm != "bwrap"
             except ProcessLookupError:
                 pass
         for pid, _ in kids:
