@@ -24,7 +24,15 @@ READ_CALLS = ["read", "pread64", "readv", "preadv", "preadv2"]
 # the calls that write a file through a descriptor (strace names)
 WRITE_CALLS = ["write", "pwrite64", "writev", "pwritev", "pwritev2"]
 # a file of a process's own /proc folder: /proc/self/<f>, thread-self, <pid>, task/<tid>
-_OWN_PROC = re.compile(r"^/proc/(self|thread-self|\d+)(?:/task/\d+)?/([a-z_]+)$")
+_OWN_PROC = re.compile(r"^/proc/(?:(thread-self)|(self|\d+)(?:/task/\d+)?)/([a-z_]+)$")
+
+
+def _own_proc_file(path, files, pids) -> bool:
+    """Is path one of `files` in the own /proc folder of a process whose pids (as the
+    host and its namespaces see it) are `pids` (strings)?"""
+    m = _OWN_PROC.match(path or "")
+    return bool(m) and m.group(3) in files and (m.group(1) is not None or m.group(2) == "self"
+                                                 or m.group(2) in pids)
 
 # the system calls that send a signal (strace names): a lab that lists them in a
 # run's strace lets checks see a death the lab caused itself
@@ -218,17 +226,17 @@ def functions(names: dict) -> dict:
         selves = {str(who)}
         for cp_name in {m.get("name") for m in names["messages"] if m.get("kind") == "cp"}:
             if names["cp"].has(cp_name) and names["cp"].get(cp_name).get("pid") == who:
-                selves |= {str(n) for n in names["cp"].get(cp_name).get("nspid") or []}
-
-        def own(path):
-            m = _OWN_PROC.match(path or "")
-            return bool(m) and m.group(2) in COUNTER_FILES and \
-                (m.group(1) in ("self", "thread-self") or m.group(1) in selves)
-
+                selves |= _pids(names["cp"].get(cp_name))
         return ([e for e in names["trace"] if e.get("pid") == who and e.get("call") == "getrusage"
                  and (e.get("args") or "").startswith(("RUSAGE_SELF", "RUSAGE_THREAD"))] +
                 [e for e, path in _file_ops() if e.get("pid") == who and e.get("call") in READ_CALLS
-                 and own(path) and e.get("ret_int") is not None and e.get("ret_int") > 0])
+                 and _own_proc_file(path, COUNTER_FILES, selves)
+                 and e.get("ret_int") is not None and e.get("ret_int") > 0])
+
+    def _pids(cp):
+        """The pids of the process that sent checkpoint cp, as strings: the host's and,
+        where it has them, its namespaces'."""
+        return {str(cp.get("pid"))} | ({str(n) for n in cp.get("nspid") or []} if cp.has("nspid") else set())
 
     def unmeasured(checkpoints):
         """Those of these checkpoints around which the lab did not read its own counters.
@@ -273,13 +281,7 @@ def functions(names: dict) -> dict:
         """Is path the file `name` of the own /proc folder of the process that sent
         checkpoint cp: /proc/self/<name>, /proc/thread-self/<name>, /proc/<its pid, as
         it sees it>/<name>, or any of those under task/<tid>/?"""
-        m = _OWN_PROC.match(path or "")
-        if not m or m.group(2) != name:
-            return False
-        selves = {"self", "thread-self", str(cp.get("pid"))}
-        if cp.has("nspid"):
-            selves |= {str(n) for n in cp.get("nspid") or []}
-        return m.group(1) in selves and not (m.group(1) == "thread-self" and "/task/" in path)
+        return _own_proc_file(path, (name,), _pids(cp))
 
     def signals_sent(before=None):
         """Signals the lab's processes sent themselves (strace), before checkpoint `before`."""

@@ -269,19 +269,24 @@ def _source_files(tree: Path):
                 yield p
 
 
+def _stubbed(path: Path, root: Path) -> str | None:
+    """A C source of labs/ or common/ (under root) with its solution regions replaced by
+    their stubs, or None when path is no such source or has no regions."""
+    rel = path.relative_to(root)
+    if rel.parts[:1] not in (("labs",), ("common",)) or path.suffix not in (".c", ".h"):
+        return None
+    text = path.read_text()
+    return strip_solutions(text, rel.as_posix()) if _ANY_MARKER_RE.search(text) else None
+
+
 def source_for_grading(path: Path, root: Path) -> bytes:
     """The bytes of a course file as a grader that is not the instructor's needs them
-    (the Gradescope zip): a C source of labs/ or common/ with solution regions gets
-    its stubs instead. Grading never uses the reference solutions (the student's file
-    takes the lab's place), and where the sandbox cannot run a hostile submission
-    could read them, or quote them in its own compiler errors."""
-    data = path.read_bytes()
-    rel = path.relative_to(root)
-    if rel.parts[:1] in (("labs",), ("common",)) and path.suffix in (".c", ".h"):
-        text = data.decode("utf-8", "replace")
-        if _ANY_MARKER_RE.search(text):
-            return strip_solutions(text, rel.as_posix()).encode()
-    return data
+    (the Gradescope zip): a C source with solution regions gets its stubs instead.
+    Grading never uses the reference solutions (the student's file takes the lab's
+    place), and where the sandbox cannot run a hostile submission could read them, or
+    quote them in its own compiler errors."""
+    stubbed = _stubbed(path, root)
+    return path.read_bytes() if stubbed is None else stubbed.encode()
 
 
 def _copy_tree(root: Path, dest: Path):
@@ -304,9 +309,9 @@ def _write_keep_mode(path: Path, text: str):
 def _transform(dest: Path):
     # 1. solutions out of every C source that has markers
     for src in _source_files(dest):
-        text = src.read_text()
-        if _ANY_MARKER_RE.search(text):
-            _write_keep_mode(src, strip_solutions(text, str(src.relative_to(dest))))
+        stubbed = _stubbed(src, dest)
+        if stubbed is not None:
+            _write_keep_mode(src, stubbed)
     # 2. hidden checks out of every lab.toml
     labs = dest / "labs"
     if labs.is_dir():

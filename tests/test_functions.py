@@ -444,3 +444,19 @@ def test_unmeasured_finds_checkpoints_without_a_reading_of_own_counters():
         ["modelled", "failed"]
     assert unmeasured(["absent", "start"]) == ["absent"]
     assert unmeasured(["last"]) == []
+
+
+def test_proc_file_knows_a_process_own_proc_folder():
+    """proc_file(path, name, cp): the file by any of the paths the process itself may use
+    (self, thread-self, its pid as host or namespace sees it, task/<tid>), and no other."""
+    cp = NS({"pid": 4242, "nspid": [4242, 7]}, "checkpoint field")
+    proc_file = functions({"trace": [], "messages": [], "cp": NS({}, "checkpoint")})["proc_file"]
+    for path in ("/proc/self/oom_score", "/proc/thread-self/oom_score", "/proc/4242/oom_score",
+                 "/proc/7/oom_score", "/proc/self/task/9/oom_score", "/proc/7/task/7/oom_score"):
+        assert proc_file(path, "oom_score", cp), path
+    for path in ("/proc/1/oom_score", "/proc/self/oom_score_adj", "/proc/thread-self/task/9/oom_score",
+                 "/proc/self/../1/oom_score", "proc/self/oom_score", None):
+        assert not proc_file(path, "oom_score", cp), path
+    alone = NS({"pid": 5}, "checkpoint field")                 # no namespace pids observed
+    assert proc_file("/proc/5/oom_score", "oom_score", alone)
+    assert not proc_file("/proc/7/oom_score", "oom_score", alone)
