@@ -183,7 +183,7 @@ def _strace_argv(calls: list[str], out: str) -> list[str]:
     """strace around a command: the calls asked for, the lab's sends (to place calls
     among its messages) and TREE_CALLS (to know its processes)."""
     wanted = sorted(set(calls) | {"sendto", "sendmsg"} | set(TREE_CALLS))
-    return ["strace", "-f", "-qq", "-o", out, "-s", "300", "-e", "signal=none",
+    return ["strace", "-f", "--seccomp-bpf", "-qq", "-o", out, "-s", "300", "-e", "signal=none",
             "-e", "trace=" + ",".join(wanted), "--"]
 
 
@@ -368,6 +368,11 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     exited_at = None
     open_streams = 3
     seq = 0
+    # strace around a bare run lives as long as anything it traces: when the lab's own
+    # process ends, what it left behind is ended after the grace (as bubblewrap's init
+    # ends it in the sandbox, and as the sweep ends it in an untraced run), so that a
+    # leftover never turns a finished run into a time limit
+    watch = _LabWatch(proc.pid) if strace and sandbox is None else None
 
     def stop(reason: str):
         res.limit = reason
@@ -424,11 +429,16 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
         if exited_at is not None and now - exited_at > SWEEP_GRACE:
             break       # something the lab left behind holds our pipes open
         wait = min(deadline - now, 0.1) if exited_at is None else 0.05
+        if watch is not None and exited_at is None:
+            wait = min(wait, watch.step(sel, now))
         for key, _ in sel.select(timeout=max(wait, 0.001)):
             what = key.data
             if what == "exit":
                 sel.unregister(pidfd)
                 exited_at = time.monotonic()
+                continue
+            if what == "lab-exit":
+                watch.ended(sel, time.monotonic())
                 continue
             if what in ("stdout", "stderr"):
                 data = os.read(key.fd, 65536)
@@ -466,7 +476,9 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     except ChildProcessError:
         pass
     res.duration = time.monotonic() - t0
-    res.leftovers = sweep_children()
+    res.leftovers = sweep_children() + (watch.swept if watch is not None else 0)
+    if watch is not None:
+        watch.close()
     for s in (proc.stdout, proc.stderr):
         s.close()
     ours.close()
@@ -487,6 +499,79 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     if not cwd:
         _rmtree(workdir)
     return res
+
+
+class _LabWatch:
+    """The lab's own process under a bare strace (strace's only child), watched through
+    a pidfd; SWEEP_GRACE after it ends, every process it left behind (reparented to
+    the grader, the subreaper) is killed, so that strace, which waits for all it
+    traces, ends with the lab's status. A lab that ended before it was seen is known
+    by what it left: strace without a child while the grader has other children."""
+
+    QUICK = 0.5     # seconds of close watching for strace's child after the start
+
+    def __init__(self, tracer: int):
+        self.tracer = tracer
+        self.fd = None
+        self.since = time.monotonic()
+        self.ended_at = None
+        self.swept = 0
+        self.done = False
+
+    def step(self, sel, now: float) -> float:
+        """Called on each turn of the run's loop: how long the loop may wait."""
+        if self.done:
+            return 1.0
+        if self.ended_at is None and self.fd is None:
+            kid = _first_child(self.tracer)
+            if kid is not None:
+                try:
+                    self.fd = os.pidfd_open(kid)
+                    sel.register(self.fd, selectors.EVENT_READ, "lab-exit")
+                except OSError:
+                    self.fd = None
+                return 0.1 if self.fd is not None else 0.005
+            if not _orphans(exclude=self.tracer):
+                return 0.005 if now - self.since < self.QUICK else 0.1
+            self.ended_at = now     # it ended before it was seen, leaving processes behind
+        if self.ended_at is None:
+            return 0.1
+        if now - self.ended_at >= SWEEP_GRACE:
+            self.swept += sweep_children(exclude={self.tracer})
+            self.done = True
+            return 0.05
+        return self.ended_at + SWEEP_GRACE - now
+
+    def ended(self, sel, now: float) -> None:
+        sel.unregister(self.fd)
+        self.ended_at = now
+
+    def close(self) -> None:
+        _close(self.fd)
+        self.fd = None
+
+
+def _first_child(pid: int) -> int | None:
+    """A child of pid (strace has one: the command it runs), or None."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else None
+    except (OSError, ValueError):
+        return None
+
+
+def _orphans(exclude: int) -> bool:
+    """Has the grader a child other than `exclude` (an orphan reparented to it)?"""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != exclude:
+            try:
+                if procfs.parse_stat(procfs.read(int(entry), "stat"))["ppid"] == me:
+                    return True
+            except procfs.ProcError:
+                continue
+    return False
 
 
 # always traced too: to tell the lab's processes from the sandbox's own (the wrapper,

@@ -35,6 +35,12 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
     ("faults", "no_touch"): {
         "mmap_is_free": "it really maps the region and honestly reports that mmap() cost nothing",
     },
+    ("faults", "loop_populate"): {
+        **{c: "the genuine experiment, measured" for c in
+           ("mmap_is_free", "touch_faults", "no_major_faults", "rss_grows", "zero_page_reads",
+            "zero_page_then_cow", "thp_faults", "thp_backed")},
+        "populate_touch_free": "its pages really are present before the touch loop, and it measures it",
+    },
     ("faults", "populate_all"): {
         "populate_faults_in_mmap": "its populate run is the genuine MAP_POPULATE experiment",
         "populate_touch_free": "its populate run is the genuine MAP_POPULATE experiment",

@@ -327,10 +327,11 @@ def test_output_flood_keeps_a_bounded_part(graded):
 def test_message_flood_is_stopped(graded):
     """Stopped at 200000 messages, or, where the machine is too busy for the grader to
     read that many in 3 s, at the time limit (test_runner.py lowers the limit to
-    check that one for sure)."""
+    check that one for sure). The faults lab runs under strace, which stops the lab
+    at each message it sends: a few thousand a second get through, not more."""
     for r in _runs(graded, "msg_flood"):
         assert r["limit"] in ("messages", "time"), r["described"]
-        assert 10_000 <= r["messages"] <= 200_000, r["messages"]
+        assert 2_000 <= r["messages"] <= 200_000, r["messages"]
 
 
 def test_checkpoints_without_waiting(graded):
