@@ -448,8 +448,10 @@ def test_a_check_passed_without_its_trace_says_so(monkeypatch):
     monkeypatch.setattr(envmod, "feature", lambda name: gone if name == "strace" else Feature(True))
     assert checksmod._unconfirmed(oom, traced) is gone
     assert checksmod._unconfirmed(oom, untraced) is None
-    faults = load(ROOT / "labs" / "faults")         # no run of it is traced
-    assert all(checksmod._unconfirmed(faults, c) is None for c in faults.checks)
+    maps = load(ROOT / "labs" / "maps")             # no run of it is traced
+    assert all(checksmod._unconfirmed(maps, c) is None for c in maps.checks)
+    faults = load(ROOT / "labs" / "faults")         # every run traced: its figures read
+    assert any(checksmod._unconfirmed(faults, c) is gone for c in faults.checks)
 
 
 def test_a_note_on_a_passed_check_is_shown():
