@@ -146,6 +146,14 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
                           "outside), and it reports the group's own counters",
     },
+    ("oom", "self_chosen_victim"): {
+        "completes": "it is the reference but for a hog and the allocator's adj in the plain run",
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "adj_picks_the_victim": "its adj run is the reference's: the bystander with adj 1000 is killed",
+        "group_counters": "its adj run is the reference's: the allocator runs the group into its limit",
+    },
     ("oom", "decoy_victim"): {
         "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
         "raise_adj": "its score part is the reference's: it really raises its own adj",
