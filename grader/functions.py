@@ -14,8 +14,18 @@ import re
 from .expr import NS
 from .runner import first_string_arg, strace_string
 
-# openat(dirfd, "path", ...) as strace prints it
+# openat(dirfd, "path", ...) and openat2 as strace prints them; open("path", ...), creat
 _OPENAT = re.compile(r'^\s*(AT_FDCWD|-?\d+),\s*"((?:[^"\\]|\\.)*)"')
+_OPEN = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"')
+# the calls that open a file (strace names): a run that lists them all sees every open
+OPEN_CALLS = ["open", "openat", "openat2", "creat"]
+# the calls that copy a descriptor (fcntl: F_DUPFD, F_DUPFD_CLOEXEC)
+DUP_CALLS = ["dup", "dup2", "dup3", "fcntl"]
+# the calls that close one: traced with the opens, a number the kernel hands out again
+# (to a pipe, a socket...) is never taken for the file it named before
+CLOSE_CALLS = ["close", "close_range"]
+# what a run traces to follow its files: OPEN_CALLS + DUP_CALLS + CLOSE_CALLS
+FILE_CALLS = OPEN_CALLS + DUP_CALLS + CLOSE_CALLS
 
 # a process's own counters, as a lab reads them (getrusage's aside)
 COUNTER_FILES = ("stat", "status", "statm", "smaps", "smaps_rollup")
@@ -38,6 +48,8 @@ def _own_proc_file(path, files, pids) -> bool:
 # run's strace lets checks see a death the lab caused itself
 SIGNAL_CALLS = ["kill", "tgkill", "tkill", "pidfd_send_signal", "rt_sigqueueinfo",
                 "rt_tgsigqueueinfo"]
+# and those that make the kernel send one later, on I/O (F_SETOWN + O_ASYNC, F_SETSIG)
+SIGNAL_SETUP_CALLS = {"fcntl": ("F_SETOWN", "F_SETSIG"), "ioctl": ("FIOSETOWN", "SIOCSPGRP")}
 
 
 def functions(names: dict) -> dict:
@@ -162,8 +174,10 @@ def functions(names: dict) -> dict:
     cache: dict = {}
 
     def _file_ops():
-        """(event, absolute normalized path or None) of each traced openat, and of each
-        read or write through a descriptor an openat returned, in order (worked out once)."""
+        """(event, absolute normalized path or None) of each traced open (OPEN_CALLS), and
+        of each read or write through a descriptor an open returned, in order (worked out
+        once). Descriptors follow dup/dup2/dup3/fcntl(F_DUPFD), close and fork, where
+        traced (a run lists FILE_CALLS), and are forgotten at execve."""
         if "file_ops" in cache:
             return cache["file_ops"]
         file_ops = cache["file_ops"] = []
@@ -174,6 +188,32 @@ def functions(names: dict) -> dict:
             if call in ("clone", "clone3", "fork", "vfork") and ret is not None and ret > 0:
                 if who in cwd:
                     cwd[ret] = cwd[who]         # a child starts where its parent is
+                for (owner, fd), path in list(fds.items()):
+                    if owner == who:
+                        fds[(ret, fd)] = path   # and with its parent's descriptors
+                continue
+            if call == "close" and ret == 0:
+                fds.pop((who, (e.get("args") or "").strip()), None)
+                continue
+            if call == "close_range":
+                a = [x.strip() for x in (e.get("args") or "").split(",")]
+                if ret == 0 and len(a) >= 2 and "CLOEXEC" not in (e.get("args") or ""):
+                    try:
+                        lo, hi = int(a[0], 0), int(a[1], 0)
+                    except ValueError:
+                        lo, hi = 0, 2 ** 32
+                    for key in [k for k in fds if k[0] == who and k[1].isdigit() and lo <= int(k[1]) <= hi]:
+                        del fds[key]
+                continue
+            if call == "execve" and ret == 0:
+                for key in [k for k in fds if k[0] == who]:
+                    del fds[key]        # what it knew of its descriptors is not known now
+                continue
+            if call in DUP_CALLS:
+                a = [x.strip() for x in (e.get("args") or "").split(",")]
+                if ret is not None and ret >= 0 and a and (call != "fcntl" or
+                                                           (len(a) > 1 and a[1].startswith("F_DUPFD"))):
+                    fds[(who, str(ret))] = fds.get((who, a[0]))
                 continue
             if call in ("chdir", "fchdir") and ret == 0:
                 if call == "chdir":
@@ -191,12 +231,16 @@ def functions(names: dict) -> dict:
                 fd = (e.get("args") or "").split(",", 1)[0].strip()
                 file_ops.append((e, fds.get((who, fd))))
                 continue
-            if call != "openat":
+            if call not in OPEN_CALLS:
                 continue
-            m = _OPENAT.match(e.get("args") or "")
-            if not m:
+            if call in ("open", "creat"):
+                m = _OPEN.match(e.get("args") or "")
+                dirfd, path = ("AT_FDCWD", strace_string(m.group(1))) if m else (None, None)
+            else:
+                m = _OPENAT.match(e.get("args") or "")
+                dirfd, path = (m.group(1), strace_string(m.group(2))) if m else (None, None)
+            if path is None:
                 continue
-            dirfd, path = m.group(1), strace_string(m.group(2))
             if not path.startswith("/"):
                 base = cwd.get(who) if dirfd == "AT_FDCWD" else fds.get((who, dirfd))
                 path = f"{base}/{path}" if base else None
@@ -215,7 +259,7 @@ def functions(names: dict) -> dict:
         the folder the process chdir/fchdir-ed to (where the run traces them; a child
         starts in its parent's)."""
         limit = cp_seq(before) if before else 10 ** 12
-        return [path for e, path in _file_ops() if e.get("call") == "openat" and path is not None
+        return [path for e, path in _file_ops() if e.get("call") in OPEN_CALLS and path is not None
                 and e.get("at") < limit and (pid is None or e.get("pid") == pid)]
 
     def _measures(who):
@@ -267,15 +311,25 @@ def functions(names: dict) -> dict:
                     used.add(gap)
         return [c for c in checkpoints if c in missing]
 
-    def writes(before=None, pid=None):
-        """The lab's traced writes (write, pwrite64, writev, pwritev...), before
-        checkpoint `before`, by process `pid`: namespaces with call, args, ret, pid, at
-        and `path`, the file the descriptor was opened on (None when not seen)."""
+    def _io(kinds, before, pid, what):
         limit = cp_seq(before) if before else 10 ** 12
         return [NS({"call": e.get("call"), "args": e.get("args"), "ret": e.get("ret"),
-                    "pid": e.get("pid"), "at": e.get("at"), "path": path}, "write field")
-                for e, path in _file_ops() if e.get("call") in WRITE_CALLS
+                    "ret_int": e.get("ret_int"), "err": e.get("err") if e.has("err") else "", "pid": e.get("pid"),
+                    "at": e.get("at"), "path": path}, what)
+                for e, path in _file_ops() if e.get("call") in kinds
                 and e.get("at") < limit and (pid is None or e.get("pid") == pid)]
+
+    def writes(before=None, pid=None):
+        """The lab's traced writes (write, pwrite64, writev, pwritev...), before
+        checkpoint `before`, by process `pid`: namespaces with call, args, ret, ret_int,
+        err (a failure's errno name, else ""), pid, at and `path`, the file the
+        descriptor was opened on (None when not seen)."""
+        return _io(WRITE_CALLS, before, pid, "write field")
+
+    def reads(before=None, pid=None):
+        """The lab's traced reads (read, pread64, readv, preadv...), as writes() gives
+        its writes."""
+        return _io(READ_CALLS, before, pid, "read field")
 
     def proc_file(path, name, cp):
         """Is path the file `name` of the own /proc folder of the process that sent
@@ -284,8 +338,12 @@ def functions(names: dict) -> dict:
         return _own_proc_file(path, (name,), _pids(cp))
 
     def signals_sent(before=None):
-        """Signals the lab's processes sent themselves (strace), before checkpoint `before`."""
-        return [e for e in calls(SIGNAL_CALLS, before) if "SIG" in e.get("args")]
+        """Signals the lab's processes sent themselves (strace), before checkpoint `before`:
+        the kill family (with a signal, not 0), and the calls that ask the kernel to send
+        one on I/O (fcntl F_SETOWN/F_SETSIG, ioctl FIOSETOWN/SIOCSPGRP), where traced."""
+        return [e for e in calls(SIGNAL_CALLS + list(SIGNAL_SETUP_CALLS), before)
+                if ("SIG" in e.get("args") if e.get("call") in SIGNAL_CALLS
+                    else any(k in e.get("args") for k in SIGNAL_SETUP_CALLS[e.get("call")]))]
 
     def arg(event, i):
         """The i-th argument of a traced call, as an int when it is one (else text)."""
@@ -302,5 +360,5 @@ def functions(names: dict) -> dict:
             "message_seq": message_seq, "calls_before": calls_before,
             "calls_after": calls_after, "arg": arg, "segment": segment,
             "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent, "opened": opened,
-            "unmeasured": unmeasured, "writes": writes, "proc_file": proc_file,
+            "unmeasured": unmeasured, "writes": writes, "reads": reads, "proc_file": proc_file,
             "exe_extent": exe_extent}

@@ -184,7 +184,8 @@ def _strace_argv(calls: list[str], out: str) -> list[str]:
     among its messages) and TREE_CALLS (to know its processes)."""
     wanted = sorted(set(calls) | {"sendto", "sendmsg"} | set(TREE_CALLS))
     return ["strace", "-f", "--seccomp-bpf", "-qq", "-o", out, "-s", "300", "-e", "signal=none",
-            "-e", "trace=" + ",".join(wanted), "--"]
+            "-e", "trace=" + ",".join("?" + c for c in wanted), "--"]   # ?: a call this
+    # architecture lacks (open, creat on arm64) is no error
 
 
 _STRACE_LINE = re.compile(r"^(\d+)\s+(.*)$")
@@ -218,8 +219,12 @@ def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
         c = _CALL.match(rest)
         if not c:
             continue
-        name, args, ret = c.group(1), c.group(2), c.group(3).split()[0] if c.group(3) else ""
-        ev = {"pid": pid, "call": name, "args": args, "ret": ret}
+        name, args = c.group(1), c.group(2)
+        parts = c.group(3).split() if c.group(3) else []
+        ret = parts[0] if parts else ""
+        # a failure's errno ("-1 EACCES (Permission denied)"), else ""
+        err = parts[1] if ret == "-1" and len(parts) > 1 and parts[1].startswith("E") else ""
+        ev = {"pid": pid, "call": name, "args": args, "ret": ret, "err": err}
         try:
             ev["ret_int"] = int(ret, 0)
         except ValueError:

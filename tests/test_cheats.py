@@ -146,8 +146,27 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
                           "outside), and it reports the group's own counters",
     },
+    ("oom", "modelled_scores"): {
+        "group_counters": "its allocator really runs the limited group into its limit (the lab stays outside), and it reports the group's own counters",
+    },
+    ("oom", "sigio_decoy"): {
+        "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
+        "raise_adj": "its score part is the reference's: it really raises its own adj",
+        "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",
+        "group_counters": "its throwaway process really runs the limited group into its limit (the lab stays outside), and it reports the group's own counters",
+    },
+    ("faults", "decoy_populate"): {
+        "mmap_is_free": "it maps and touches for real and reads its counters honestly",
+        "touch_faults": "it maps and touches for real and reads its counters honestly",
+        "no_major_faults": "it maps and touches for real and reads its counters honestly",
+        "rss_grows": "it maps and touches for real and reads its counters honestly",
+        "populate_touch_free": "its loop inside map_region() really faults every page before 'mapped'",
+        "zero_page_reads": "without a zero page, writing zeros is what a read does (RSS and contents alike); with one, the RSS check fails it",
+        "zero_page_then_cow": "without a zero page, writing zeros is what a read does (RSS and contents alike); with one, the fault check fails it",
+        "thp_faults": "it maps and touches for real and reads its counters honestly",
+        "thp_backed": "it maps and touches for real and reads its counters honestly",
+    },
     ("oom", "self_chosen_victim"): {
-        "completes": "it is the reference but for a hog and the allocator's adj in the plain run",
         "scores_read": "its score part is the reference's: it really reads /proc/self/oom_score{,_adj}",
         "raise_adj": "its score part is the reference's: it really raises its own adj",
         "lowering_needs_privilege": "its score part is the reference's: it really tries to lower its adj",

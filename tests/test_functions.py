@@ -155,7 +155,7 @@ def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
                        "cp_seq", "calls", "signals_sent", "opened",
-                       "exe_extent", "unmeasured", "writes", "proc_file"}
+                       "exe_extent", "unmeasured", "writes", "reads", "proc_file"}
 
 
 # ---- has_cp, count_cp -------------------------------------------------------------
@@ -394,6 +394,44 @@ def test_opened_follows_chdir_and_fchdir():
     assert opened(None, 100) == ["/sys/devices/system/node/node1/distance", "/proc/self",
                                  "/proc/self/oom_score"]
     assert opened(None, 101) == ["/sys/devices/system/node/node0/distance"]
+
+
+def test_descriptors_follow_dup_fork_and_close():
+    """reads()/writes() name the file behind each descriptor: through dup, dup2, dup3,
+    fcntl(F_DUPFD) and fork; a closed number (close, close_range) that the kernel hands
+    out again, to a pipe no traced call opened, names no file; execve forgets them all.
+    open and openat2 open as openat does. err is a failure's errno name."""
+    trace = [
+        ev_("open", '"/proc/self/oom_score", O_RDONLY', "3"),
+        ev_("read", '3, "667\\n", 24', "4"),
+        ev_("close", "3", "0"),
+        ev_("read", '3, "go", 15', "2"),                                     # a pipe now
+        ev_("openat2", 'AT_FDCWD, "/proc/self/oom_score_adj", {flags=O_WRONLY}, 24', "3"),
+        ev_("dup", "3", "7"),
+        ev_("dup2", "7, 9", "9"),
+        ev_("fcntl", "9, F_DUPFD_CLOEXEC, 20", "20"),
+        ev_("fcntl", "9, F_GETFL", "1"),                                     # no new descriptor
+        ev_("write", '20, "-200", 4', "-1", err="EACCES"),
+        ev_("clone", "child_stack=NULL, flags=SIGCHLD", "101"),
+        ev_("write", '9, "1000", 4', "4", pid=101),                          # inherited
+        ev_("close_range", "3, 4294967295, 0", "0"),
+        ev_("write", '9, "x", 1', "1"),
+        ev_("execve", '"/bin/true", ["true"], 0x0 /* 0 vars */', "0", pid=101),
+        ev_("write", '9, "y", 1', "1", pid=101),
+        ev_("fcntl", "5, F_SETOWN, 101", "0"),
+        ev_("fcntl", "5, F_SETSIG, SIGKILL", "0"),
+        ev_("kill", "101, 0", "0"),                                          # a probe
+        ev_("kill", "101, SIGTERM", "0"),
+    ]
+    names = {"trace": [NS(e, "trace field") for e in trace], "messages": []}
+    fn = functions(names)
+    assert [(r.get("path"), r.get("ret_int")) for r in fn["reads"]()] == [("/proc/self/oom_score", 4), (None, 2)]
+    adj = "/proc/self/oom_score_adj"
+    assert [(w.get("pid"), w.get("path"), w.get("err")) for w in fn["writes"]()] == [
+        (100, adj, "EACCES"), (101, adj, ""), (100, None, ""), (101, None, "")]
+    assert fn["opened"]() == ["/proc/self/oom_score", adj]
+    assert [e.get("args") for e in fn["signals_sent"]()] == [
+        "5, F_SETOWN, 101", "5, F_SETSIG, SIGKILL", "101, SIGTERM"]
 
 
 def test_unmeasured_finds_checkpoints_without_a_reading_of_own_counters():
