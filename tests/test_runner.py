@@ -482,3 +482,16 @@ int main(int argc, char **argv)
     res = execute("queued", [prog], timeout=10)
     assert res.exit == 0 and res.duration < 4, res.describe()
     assert res.figures == {f"n.{i}": i for i in range(500)}
+
+
+def test_strace_without_seccomp_bpf_still_traces(monkeypatch):
+    """An strace older than 5.3 has no --seccomp-bpf: the run is traced without it."""
+    runner._seccomp_bpf.cache_clear()
+    try:
+        monkeypatch.setattr(runner.subprocess, "run",
+                            lambda *a, **k: subprocess.CompletedProcess(a[0], 1))
+        argv = runner._strace_argv(["getpid"], "/tmp/out")
+        assert "--seccomp-bpf" not in argv
+        assert "trace=?clone,?clone3,?execve,?fork,?getpid,?sendmsg,?sendto,?vfork" in argv
+    finally:
+        runner._seccomp_bpf.cache_clear()
