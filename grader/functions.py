@@ -24,8 +24,9 @@ DUP_CALLS = ["dup", "dup2", "dup3", "fcntl"]
 # the calls that close one: traced with the opens, a number the kernel hands out again
 # (to a pipe, a socket...) is never taken for the file it named before
 CLOSE_CALLS = ["close", "close_range"]
-# what a run traces to follow its files: OPEN_CALLS + DUP_CALLS + CLOSE_CALLS
-FILE_CALLS = OPEN_CALLS + DUP_CALLS + CLOSE_CALLS
+# what a run traces to follow its files: OPEN_CALLS + DUP_CALLS + CLOSE_CALLS, and
+# chdir/fchdir (a relative name opened after them)
+FILE_CALLS = OPEN_CALLS + DUP_CALLS + CLOSE_CALLS + ["chdir", "fchdir"]
 
 # a process's own counters, as a lab reads them (getrusage's aside)
 COUNTER_FILES = ("stat", "status", "statm", "smaps", "smaps_rollup")

@@ -533,3 +533,20 @@ def test_real_lab_loads_and_every_expression_parses(name):
             else:
                 assert p.lo <= v <= p.hi
     assert spec.discover(ROOT / "labs")
+
+
+def test_runs_whose_checks_follow_files_trace_every_file_call():
+    """A check that names files (opened, reads, writes, proc_file, unmeasured) is only as
+    good as the trace of its run: without close, a reused number is taken for its old
+    file; without chdir, a relative name is lost. Each such run traces FILE_CALLS
+    (creat aside: no lab writes a new file through it)."""
+    import re as _re
+    from grader.functions import FILE_CALLS
+    uses = _re.compile(r"\b(opened|reads|writes|proc_file|unmeasured)\(")
+    for lab in discover(ROOT / "labs"):
+        for c in lab.checks:
+            exprs = [c.observed, *(c.expect if isinstance(c.expect, list) else [c.expect]),
+                     *(r.expr for r in c.require)]
+            if any(uses.search(str(e)) for e in exprs):
+                missing = set(FILE_CALLS) - {"creat"} - set(lab.runs[c.run].strace)
+                assert not missing, f"{lab.name}/{c.name}: run '{c.run}' does not trace {sorted(missing)}"
