@@ -112,6 +112,7 @@ def counters(path: str) -> dict:
                "usage": _num(_read(j("memory.usage_in_bytes"))),
                "peak": _num(_read(j("memory.max_usage_in_bytes"))),
                "file": stat.get("total_cache"), "anon": stat.get("total_rss"),
+               "dirty": stat.get("total_dirty"),
                "oom_kill": oom.get("oom_kill"), "under_oom": oom.get("under_oom"),
                "failcnt": _num(_read(j("memory.failcnt"))), "pressure_some_us": None}
     else:
@@ -126,7 +127,7 @@ def counters(path: str) -> dict:
                     break
         out = {"version": 2, "limit": _num(_read(j("memory.max"))),
                "usage": _num(_read(j("memory.current"))), "peak": _num(_read(j("memory.peak"))),
-               "file": stat.get("file"), "anon": stat.get("anon"),
+               "file": stat.get("file"), "anon": stat.get("anon"), "dirty": stat.get("file_dirty"),
                "oom_kill": events.get("oom_kill"), "oom": events.get("oom"),
                "max_events": events.get("max"), "pressure_some_us": pressure}
     system = None

@@ -146,6 +146,12 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
                           "outside), and it reports the group's own counters",
     },
+    ("cgroup", "no_fsync"): {
+        "cache_reclaimed_first": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
+        "oom_inside_the_group": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
+        "outside_untouched": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
+        "pressure": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
+    },
     ("oom", "modelled_scores"): {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays outside), and it reports the group's own counters",
     },
