@@ -83,6 +83,13 @@ def _take(cap, ev: Evaluator, cp: Checkpoint, page: int):
     if cap.kind == "pages":
         addr, length, byte = ev.eval(cap.addr), ev.eval(cap.length), ev.eval(cap.count_pages_not)
         return procfs.pages_not_filled(cp.pid, int(addr), int(length), int(byte) & 0xFF, page)
+    if cap.kind == "poke":
+        addr, length = int(ev.eval(cap.addr)), int(ev.eval(cap.length))
+        pid = int(ev.eval(cap.pid)) if cap.pid else cp.pid
+        # which pages: drawn from the run's own figures, so a rerun pokes the same ones
+        rng = random.Random(f"{addr}:{length}:{cp.name}")
+        return procfs.poke_pages(pid, addr, length, int(ev.eval(cap.poke_pages)),
+                                 int(ev.eval(cap.poke_byte)) & 0xFF, page, rng)
     if cap.kind == "foreign":
         addr, length = ev.eval(cap.addr), ev.eval(cap.length)
         allowed = bytes(int(b) & 0xFF for b in ev.eval(cap.count_pages_foreign))

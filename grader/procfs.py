@@ -222,8 +222,10 @@ def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> 
     """How many pages of [addr, addr+length) in process pid are not entirely `byte`.
 
     Read through /proc/<pid>/mem (needs ptrace access: the grader's own child,
-    or root)."""
-    if length <= 0 or length > 1 << 34 or addr % page or length % page:
+    or root). An empty region has none (nothing is read)."""
+    if length == 0 and addr % page == 0:
+        return 0
+    if length < 0 or length > 1 << 34 or addr % page or length % page:
         raise ProcError(f"bad region {addr:#x}+{length} for a page count")
     chunk = 4 << 20
     full_page = bytes([byte]) * page
@@ -276,6 +278,32 @@ def numa_placement(pid: int, addr: int) -> dict:
         return {"policy": fields[1] if len(fields) > 1 else "", "pages": pages,
                 "total": sum(pages), "start": vma.start, "size": vma.size}
     raise ProcError(f"/proc/{pid}/numa_maps has no line for the mapping at {vma.start:#x}")
+
+
+def poke_pages(pid: int, addr: int, length: int, count: int, byte: int, page: int, rng) -> int:
+    """Overwrite `count` whole pages of [addr, addr+length) in process pid, drawn by rng,
+    with `byte`: how many were written. Through /proc/<pid>/mem, as the kernel writes
+    for a debugger: a page the process shares copy-on-write is copied for it alone.
+    A lab that counts its changed pages must then count these."""
+    if length <= 0 or length > 1 << 34 or addr % page or length % page:
+        raise ProcError(f"bad region {addr:#x}+{length} to poke")
+    count = max(0, min(count, length // page))
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem: {e.strerror}") from None
+    data = bytes([byte]) * page
+    done = 0
+    try:
+        for i in sorted(rng.sample(range(length // page), count)):
+            if os.pwrite(fd, data, addr + i * page) != page:
+                raise ProcError(f"/proc/{pid}/mem: short write at {addr + i * page:#x}")
+            done += 1
+    except OSError as e:
+        raise ProcError(f"/proc/{pid}/mem: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return done
 
 
 def pages_with_foreign_bytes(pid: int, addr: int, length: int, allowed: bytes, page: int) -> int:

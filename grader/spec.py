@@ -68,10 +68,14 @@ class Capture:
     pids: str = ""
     numa: str = ""          # an address: where the pages of its mapping are, per node
     count_pages_foreign: str = ""   # a list of byte values: pages holding any other byte
+    poke_pages: str = ""    # how many whole pages of [addr, addr+length) the grader overwrites
+    poke_byte: str = ""     # with this byte (poke_pages)
+    pid: str = ""           # whose memory (default: the checkpoint's sender)
 
     @property
     def kind(self) -> str:
         return ("pages" if self.count_pages_not else "foreign" if self.count_pages_foreign else
+                "poke" if self.poke_pages else
                 "cgroup" if self.cgroup else "numa" if self.numa else "pids")
 
 
@@ -231,19 +235,22 @@ def load(lab_dir: Path) -> Lab:
         for j, c in enumerate(r.get("capture", [])):
             cw = f"{rw} capture #{j + 1}"
             _keys(c, {"at", "name", "addr", "length", "count_pages_not", "count_pages_foreign",
-                      "cgroup", "pids", "numa"}, cw)
+                      "cgroup", "pids", "numa", "poke_pages", "poke_byte", "pid"}, cw)
             for k in ("at", "name"):
                 _want(isinstance(c.get(k), str), cw, f"needs '{k}'")
-            kinds = [k for k in ("count_pages_not", "count_pages_foreign", "cgroup", "pids", "numa")
-                     if k in c]
-            _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not or "
-                  "count_pages_foreign (with addr and length), cgroup, pids, numa")
-            if kinds[0].startswith("count_pages"):
+            kinds = [k for k in ("count_pages_not", "count_pages_foreign", "poke_pages", "cgroup",
+                                 "pids", "numa") if k in c]
+            _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not, count_pages_foreign "
+                  "or poke_pages (with addr and length), cgroup, pids, numa")
+            if kinds[0].startswith(("count_pages", "poke")):
                 _want("addr" in c and "length" in c, cw, f"{kinds[0]} needs addr and length")
+            _want(("poke_byte" in c) == (kinds[0] == "poke_pages"), cw,
+                  "poke_pages needs poke_byte, and only it")
             captures.append(Capture(c["at"], c["name"],
                                     **{k: _expr(c[k], cw) for k in
                                        ("addr", "length", "count_pages_not", "cgroup", "pids",
-                                        "numa", "count_pages_foreign")
+                                        "numa", "count_pages_foreign", "poke_pages", "poke_byte",
+                                        "pid")
                                        if k in c}))
         # traced when strace works here; checks that read `trace` require "strace"
         strace = _strlist(r.get("strace", []), f"{rw} strace")

@@ -146,6 +146,13 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays "
                           "outside), and it reports the group's own counters",
     },
+    ("cow", "count_says_zero"): {
+        "parent_fill_faults": "a correct lab but for its count of changed pages",
+        "child_shares_pages": "a correct lab but for its count of changed pages",
+        "child_reads_free": "a correct lab but for its count of changed pages",
+        "child_write_faults": "a correct lab but for its count of changed pages",
+        "child_pss_grows": "a correct lab but for its count of changed pages",
+    },
     ("cgroup", "no_fsync"): {
         "cache_reclaimed_first": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
         "oom_inside_the_group": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",

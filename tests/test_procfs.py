@@ -371,9 +371,29 @@ def test_pages_not_filled_counts_exactly_the_changed_pages(filled_child):
 
 def test_pages_not_filled_rejects_bad_regions(filled_child):
     pid, addr, npages, _ = filled_child
-    for a, n in [(addr + 1, PAGE), (addr, PAGE + 1), (addr, 0), (addr, -PAGE), (addr, 1 << 35)]:
+    for a, n in [(addr + 1, PAGE), (addr, PAGE + 1), (addr, -PAGE), (addr, 1 << 35), (addr + 1, 0)]:
         with pytest.raises(ProcError, match="bad region"):
             pages_not_filled(pid, a, n, FILL, PAGE)
+    assert pages_not_filled(pid, addr, 0, FILL, PAGE) == 0      # nothing to read (faults: zero page)
+
+
+def test_poke_pages_overwrites_whole_pages_of_that_process_only(filled_child):
+    """The grader's canary: n whole pages, drawn by the rng, overwritten in the child;
+    a count of the child's changed pages then finds them too; the parent's memory
+    (shared copy-on-write before the fork) is untouched."""
+    import random
+    pid, addr, npages, changed = filled_child
+    if not _mem_readable(pid):
+        pytest.skip("cannot read a child's /proc/<pid>/mem here")
+    before = pages_not_filled(pid, addr, npages * PAGE, FILL, PAGE)
+    assert before == len(changed)
+    rng = random.Random(5)
+    drawn = sorted(random.Random(5).sample(range(npages), 6))
+    assert procfs.poke_pages(pid, addr, npages * PAGE, 6, FILL ^ 0x55, PAGE, rng) == 6
+    assert pages_not_filled(pid, addr, npages * PAGE, FILL, PAGE) == len(changed | set(drawn))
+    assert pages_not_filled(os.getpid(), addr, npages * PAGE, FILL, PAGE) == 0
+    with pytest.raises(ProcError, match="bad region"):
+        procfs.poke_pages(pid, addr + 1, PAGE, 1, 0, PAGE, rng)
 
 
 def test_pages_not_filled_unmapped_region_is_a_proc_error(filled_child):
