@@ -134,9 +134,14 @@ def grade_one(name: str, session_build: Path, work: Path) -> dict:
         shutil.copy2(stamp, build / stamp.name)
 
     seed = EXPECT[name].seed if name in EXPECT else 1
+    # the runner's own limits, without strace: the faults lab's runs are traced, and a
+    # traced flood is slowed by strace, not by the runner (a traced run's leftovers:
+    # test_runner.py; a traced flood meets the trace limit: test_sandbox.py)
+    lab = spec.load(ROOT / "labs" / LAB)
+    for run in lab.runs.values():
+        run.strace = []
     t0 = time.monotonic()
-    res = grade_lab(spec.load(ROOT / "labs" / LAB), ROOT, seed, build_dir=build,
-                    labs_src=src, timeout=TIMEOUT)
+    res = grade_lab(lab, ROOT, seed, build_dir=build, labs_src=src, timeout=TIMEOUT)
     elapsed = time.monotonic() - t0
     binary = str(res.build.binary) if res.build else ""
     out = {
@@ -327,11 +332,10 @@ def test_output_flood_keeps_a_bounded_part(graded):
 def test_message_flood_is_stopped(graded):
     """Stopped at 200000 messages, or, where the machine is too busy for the grader to
     read that many in 3 s, at the time limit (test_runner.py lowers the limit to
-    check that one for sure). The faults lab runs under strace, which stops the lab
-    at each message it sends: a few thousand a second get through, not more."""
+    check that one for sure)."""
     for r in _runs(graded, "msg_flood"):
         assert r["limit"] in ("messages", "time"), r["described"]
-        assert 2_000 <= r["messages"] <= 200_000, r["messages"]
+        assert 10_000 <= r["messages"] <= 200_000, r["messages"]
 
 
 def test_checkpoints_without_waiting(graded):
