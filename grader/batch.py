@@ -510,7 +510,7 @@ def precompile(prefix: Path) -> Path | None:
 
 def _features_of(labs: list[Lab]) -> list[str]:
     """The features the workers will ask about for these labs (probed once, by the driver)."""
-    names = {"strace"}
+    names = {"strace", "strace_seccomp"}
     for lab in labs:
         for run in lab.runs.values():
             names.update(run.requires)

@@ -260,6 +260,16 @@ def _feature(name: str) -> Feature:
                            "in a container, run it with --cap-add SYS_PTRACE "
                            "(or --security-opt seccomp=unconfined)")
         return Feature(True)
+    if name == "strace_seccomp":
+        # strace 5.3+ stops a traced lab only at the calls it traces; an older one at
+        # every call (slower, the same trace)
+        if not feature("strace").ok:
+            return feature("strace")
+        if not _runs(["strace", "--seccomp-bpf", "-f", "-qq", "-o", "/dev/null", "true"]):
+            return Feature(False, "this strace has no --seccomp-bpf (older than 5.3): a traced "
+                           "lab stops at every system call, which is slower",
+                           "install strace 5.3 or newer")
+        return Feature(True)
     if name == "memcg":
         from . import cgroup
         ok, reason, fix = cgroup.probe()
@@ -296,7 +306,7 @@ def _feature(name: str) -> Feature:
     raise KeyError(f"unknown feature '{name}'")
 
 
-KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace", "memcg", "cgroup_v2", "psi", "numa_syscalls",
+KNOWN_FEATURES = ("thp", "aslr", "setarch", "strace", "strace_seccomp", "memcg", "cgroup_v2", "psi", "numa_syscalls",
                   "numa2")
 
 

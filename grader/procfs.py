@@ -218,6 +218,12 @@ def blocked_in_recv(pid: int, fd: int | None = None) -> bool | None:
         return False
 
 
+def _check_region(addr: int, length: int, page: int, what: str) -> None:
+    """A region of whole pages, not empty, at most 16 GiB: else ProcError."""
+    if length <= 0 or length > 1 << 34 or addr % page or length % page:
+        raise ProcError(f"bad region {addr:#x}+{length} {what}")
+
+
 def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> int:
     """How many pages of [addr, addr+length) in process pid are not entirely `byte`.
 
@@ -225,8 +231,7 @@ def pages_not_filled(pid: int, addr: int, length: int, byte: int, page: int) -> 
     or root). An empty region has none (nothing is read)."""
     if length == 0 and addr % page == 0:
         return 0
-    if length < 0 or length > 1 << 34 or addr % page or length % page:
-        raise ProcError(f"bad region {addr:#x}+{length} for a page count")
+    _check_region(addr, length, page, "for a page count")
     chunk = 4 << 20
     full_page = bytes([byte]) * page
     full_chunk = full_page * (chunk // page)
@@ -285,8 +290,7 @@ def poke_pages(pid: int, addr: int, length: int, count: int, byte: int, page: in
     with `byte`: how many were written. Through /proc/<pid>/mem, as the kernel writes
     for a debugger: a page the process shares copy-on-write is copied for it alone.
     A lab that counts its changed pages must then count these."""
-    if length <= 0 or length > 1 << 34 or addr % page or length % page:
-        raise ProcError(f"bad region {addr:#x}+{length} to poke")
+    _check_region(addr, length, page, "to poke")
     count = max(0, min(count, length // page))
     try:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDWR)
@@ -308,8 +312,7 @@ def poke_pages(pid: int, addr: int, length: int, count: int, byte: int, page: in
 
 def pages_with_foreign_bytes(pid: int, addr: int, length: int, allowed: bytes, page: int) -> int:
     """How many pages of [addr, addr+length) hold a byte value not in `allowed`."""
-    if length <= 0 or length > 1 << 34 or addr % page or length % page:
-        raise ProcError(f"bad region {addr:#x}+{length} for a page count")
+    _check_region(addr, length, page, "for a page count")
     chunk = 4 << 20
     foreign = 0
     try:

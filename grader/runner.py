@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import functools
 import math
 import os
 import platform
@@ -32,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import env as envmod
 from . import procfs
 
 OUTPUT_KEEP = 256 * 1024          # bytes of each stream kept for the log and the checks
@@ -146,24 +146,30 @@ def set_subreaper() -> bool:
         return False
 
 
+def _children(exclude=frozenset()) -> list[tuple[int, str]]:
+    """(pid, comm) of every child of ours but those in exclude (orphans reparented to
+    us, the subreaper, included)."""
+    me = os.getpid()
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        try:
+            text = procfs.read(int(entry), "stat")
+            if procfs.parse_stat(text)["ppid"] == me:
+                kids.append((int(entry), text[text.find("(") + 1:text.rfind(")")]))
+        except procfs.ProcError:
+            continue
+    return kids
+
+
 def sweep_children(exclude: set[int] = frozenset()) -> int:
     """Kill and reap every child of ours (orphans reparented to us included): how many
     were the lab's (bubblewrap's own init, which comes back to us when bwrap exits
     before it, is killed and reaped too, but not counted)."""
-    me = os.getpid()
     killed = 0
     for _ in range(50):
-        kids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in exclude:
-                continue
-            try:
-                text = procfs.read(int(entry), "stat")
-                st = procfs.parse_stat(text)
-            except procfs.ProcError:
-                continue
-            if st["ppid"] == me:
-                kids.append((int(entry), text[text.find("(") + 1:text.rfind(")")]))
+        kids = _children(exclude)
         if not kids:
             break
         for pid, comm in kids:
@@ -180,24 +186,13 @@ def sweep_children(exclude: set[int] = frozenset()) -> int:
     return killed
 
 
-@functools.lru_cache(maxsize=None)
-def _seccomp_bpf() -> list[str]:
-    """["--seccomp-bpf"] where this strace has it (5.3 and later): only the traced calls
-    then stop the lab; an older strace stops it at every call, which is slower only."""
-    try:
-        ok = subprocess.run(["strace", "--seccomp-bpf", "-f", "-qq", "-o", "/dev/null", "true"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return ["--seccomp-bpf"] if ok else []
-
-
 def _strace_argv(calls: list[str], out: str) -> list[str]:
     """strace around a command: the calls asked for, the lab's sends (to place calls
-    among its messages) and TREE_CALLS (to know its processes)."""
+    among its messages) and TREE_CALLS (to know its processes); only those stop the
+    lab where this strace has --seccomp-bpf (env feature strace_seccomp)."""
     wanted = sorted(set(calls) | {"sendto", "sendmsg"} | set(TREE_CALLS))
-    return ["strace", "-f", *_seccomp_bpf(), "-qq", "-o", out, "-s", "300", "-e", "signal=none",
+    seccomp = ["--seccomp-bpf"] if envmod.feature("strace_seccomp").ok else []
+    return ["strace", "-f", *seccomp, "-qq", "-o", out, "-s", "300", "-e", "signal=none",
             "-e", "trace=" + ",".join("?" + c for c in wanted), "--"]   # ?: a call this
     # architecture lacks (open, creat on arm64) is no error
 
@@ -550,7 +545,7 @@ class _LabWatch:
                 except OSError:
                     self.fd = None
                 return 0.1 if self.fd is not None else 0.005
-            if not _orphans(exclude=self.tracer):
+            if not _children(exclude={self.tracer}):     # no orphan of the lab's
                 return 0.005 if now - self.since < self.QUICK else 0.1
             self.ended_at = now     # it ended before it was seen, leaving processes behind
         if self.ended_at is None:
@@ -578,19 +573,6 @@ def _first_child(pid: int) -> int | None:
         return int(kids[0]) if kids else None
     except (OSError, ValueError):
         return None
-
-
-def _orphans(exclude: int) -> bool:
-    """Has the grader a child other than `exclude` (an orphan reparented to it)?"""
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != exclude:
-            try:
-                if procfs.parse_stat(procfs.read(int(entry), "stat"))["ppid"] == me:
-                    return True
-            except procfs.ProcError:
-                continue
-    return False
 
 
 # always traced too: to tell the lab's processes from the sandbox's own (the wrapper,

@@ -225,6 +225,20 @@ def test_tool_features(monkeypatch, name):
     assert feature(name) == Feature(True)
 
 
+def test_strace_seccomp_feature(monkeypatch):
+    """strace 5.3+ filters with --seccomp-bpf; an older one still traces (slower)."""
+    monkeypatch.setattr(envmod.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(envmod, "_runs", lambda argv: "--seccomp-bpf" not in argv)
+    f = feature("strace_seccomp")
+    assert feature("strace").ok and not f.ok and "5.3" in f.reason and "5.3" in f.fix
+    envmod._feature.cache_clear()
+    monkeypatch.setattr(envmod, "_runs", lambda argv: True)
+    assert feature("strace_seccomp") == Feature(True)
+    envmod._feature.cache_clear()
+    monkeypatch.setattr(envmod.shutil, "which", lambda tool: None)
+    assert "not installed" in feature("strace_seccomp").reason      # no strace at all
+
+
 def test_unknown_feature(fake_facts):
     with pytest.raises(KeyError):
         feature("gpu")
