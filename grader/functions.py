@@ -52,6 +52,13 @@ SIGNAL_CALLS = ["kill", "tgkill", "tkill", "pidfd_send_signal", "rt_sigqueueinfo
 # and those that make the kernel send one later, on I/O (F_SETOWN + O_ASYNC, F_SETSIG)
 SIGNAL_SETUP_CALLS = {"fcntl": ("F_SETOWN", "F_SETSIG"), "ioctl": ("FIOSETOWN", "SIOCSPGRP")}
 
+# the groups a run's strace list may name (spec.load expands them), each what one of
+# the functions below needs traced: "@files" for a file's path (opened, reads,
+# writes, proc_file, unmeasured), "@reads" and "@writes" for its reads and writes,
+# "@signals" for signals_sent()
+TRACE_GROUPS = {"@files": FILE_CALLS, "@reads": READ_CALLS, "@writes": WRITE_CALLS,
+                "@signals": SIGNAL_CALLS + list(SIGNAL_SETUP_CALLS)}
+
 
 def functions(names: dict) -> dict:
     all_cps = names.get("_all_cps", {})

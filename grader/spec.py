@@ -161,6 +161,18 @@ def _strlist(v: Any, where: str) -> list[str]:
     return list(v)
 
 
+def _trace_list(names: list[str], where: str) -> list[str]:
+    """A run's strace list with its groups (functions.TRACE_GROUPS: "@files", ...)
+    expanded, each call once, in the order first named."""
+    from .functions import TRACE_GROUPS
+    out: list[str] = []
+    for n in names:
+        _want(not n.startswith("@") or n in TRACE_GROUPS, where,
+              f"unknown group '{n}'; groups: {', '.join(TRACE_GROUPS)}")
+        out += [c for c in TRACE_GROUPS.get(n, [n]) if c not in out]
+    return out
+
+
 def _keys(table: dict, allowed: set, where: str):
     extra = set(table) - allowed
     _want(not extra, where, f"unknown key(s) {', '.join(sorted(extra))}; allowed: "
@@ -253,7 +265,7 @@ def load(lab_dir: Path) -> Lab:
                                         "pid")
                                        if k in c}))
         # traced when strace works here; checks that read `trace` require "strace"
-        strace = _strlist(r.get("strace", []), f"{rw} strace")
+        strace = _trace_list(_strlist(r.get("strace", []), f"{rw} strace"), f"{rw} strace")
         norandom = bool(r.get("norandom", False))
         if norandom and "setarch" not in requires:
             requires.append("setarch")

@@ -191,6 +191,16 @@ def test_unknown_key_in_run(tmp_path):
     assert "[[run]] #1" in msg and "argv" in msg
 
 
+def test_strace_groups_are_expanded(tmp_path):
+    """A run's strace list may name groups (functions.TRACE_GROUPS): each is expanded,
+    every call once, in the order first named; an unknown group is an error."""
+    from grader.functions import FILE_CALLS, READ_CALLS
+    lab = load(write(tmp_path, HEAD.replace('name = "main"', 'name = "main"\nstrace = ["read", "@files", "@reads"]') + CHECK))
+    assert lab.runs["main"].strace == ["read", *FILE_CALLS, *[c for c in READ_CALLS if c != "read"]]
+    msg = spec_error(tmp_path, HEAD.replace('name = "main"', 'name = "main"\nstrace = ["@everything"]') + CHECK)
+    assert "unknown group '@everything'" in msg and "@files" in msg
+
+
 def test_unknown_key_in_check(tmp_path):
     msg = spec_error(tmp_path, HEAD + CHECK + 'tolerance = 3\n')
     assert "[[check]] #1" in msg and "tolerance" in msg
