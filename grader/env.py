@@ -252,19 +252,17 @@ def _feature(name: str) -> Feature:
             return Feature(False, "personality(ADDR_NO_RANDOMIZE) is refused here",
                            "in a container, run it with --security-opt seccomp=unconfined")
         return Feature(True)
-    if name == "strace":
+    if name in ("strace", "strace_seccomp"):
         if not shutil.which("strace"):
             return Feature(False, "strace is not installed", "apt-get install strace")
         if not _runs(["strace", "-qq", "-o", "/dev/null", "true"]):
             return Feature(False, "ptrace is refused here, so strace cannot run",
                            "in a container, run it with --cap-add SYS_PTRACE "
                            "(or --security-opt seccomp=unconfined)")
-        return Feature(True)
-    if name == "strace_seccomp":
+        if name == "strace":
+            return Feature(True)
         # strace 5.3+ stops a traced lab only at the calls it traces; an older one at
         # every call (slower, the same trace)
-        if not feature("strace").ok:
-            return feature("strace")
         if not _runs(["strace", "--seccomp-bpf", "-f", "-qq", "-o", "/dev/null", "true"]):
             return Feature(False, "this strace has no --seccomp-bpf (older than 5.3): a traced "
                            "lab stops at every system call, which is slower",
