@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import signal
 
 from .expr import NS
 from .runner import first_string_arg, strace_string
@@ -369,4 +370,19 @@ def functions(names: dict) -> dict:
             "calls_after": calls_after, "arg": arg, "segment": segment,
             "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent, "opened": opened,
             "unmeasured": unmeasured, "writes": writes, "reads": reads, "proc_file": proc_file,
-            "exe_extent": exe_extent}
+            "exe_extent": exe_extent, "killed_by": killed_by}
+
+
+def killed_by(text, name) -> bool:
+    """Whether a lab's words for how a process ended say: killed by the signal called
+    `name` ("SIGKILL"). Either "killed by SIGKILL" or "killed by signal 9", each
+    possibly followed by " (" and the signal's description (strsignal)."""
+    try:
+        number = int(signal.Signals[str(name)])
+    except KeyError:
+        return False
+    text = str(text or "")
+    for said in (f"killed by {name}", f"killed by signal {number}"):
+        if text == said or text.startswith(said + " ("):
+            return True
+    return False

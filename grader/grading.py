@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,13 @@ def _take(cap, ev: Evaluator, cp: Checkpoint, page: int):
         rng = random.Random(f"{addr}:{length}:{cp.name}")
         return procfs.poke_pages(pid, addr, length, int(ev.eval(cap.poke_pages)),
                                  int(ev.eval(cap.poke_byte)) & 0xFF, page, rng)
+    if cap.kind == "signal":
+        # only to the checkpoint's sender, waiting at it, one the grader started, and
+        # never the lab's main process: ending it would end the run
+        if cp.role == "main":
+            raise ValueError(f"checkpoint '{cp.name}' came from the lab's main process, "
+                             "not from a child: not ended")
+        return procfs.end_with_signal(cp.pid, str(ev.eval(cap.signal)), os.getpid())
     if cap.kind == "foreign":
         addr, length = ev.eval(cap.addr), ev.eval(cap.length)
         allowed = bytes(int(b) & 0xFF for b in ev.eval(cap.count_pages_foreign))

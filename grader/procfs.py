@@ -7,6 +7,7 @@ trusts them rather than anything the lab reports.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 
@@ -336,3 +337,36 @@ def pages_with_foreign_bytes(pid: int, addr: int, length: int, allowed: bytes, p
     finally:
         os.close(fd)
     return foreign
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process pid is `ancestor` or one of its descendants (by parent links)."""
+    seen = 0
+    while pid > 1 and seen < 4096:
+        if pid == ancestor:
+            return True
+        try:
+            pid = parse_stat(read(pid, "stat"))["ppid"]
+        except (ProcError, KeyError, ValueError):
+            return False
+        seen += 1
+    return pid == ancestor
+
+
+def end_with_signal(pid: int, name: str, ancestor: int) -> str:
+    """Send the signal called `name` ("SIGTERM"; "none": nothing) to pid, which
+    must descend from `ancestor` (the grader: never a process it did not start,
+    whatever pid a message claims). Returns the name sent."""
+    if name == "none":
+        return name
+    try:
+        sig = signal.Signals[name]
+    except KeyError:
+        raise ValueError(f"'{name}' is not a signal name (like SIGTERM)") from None
+    if not descends_from(pid, ancestor):
+        raise ProcError(f"process {pid} was not started by the grader: not signalled")
+    try:
+        os.kill(pid, sig)
+    except OSError as e:
+        raise ProcError(f"kill({pid}, {name}): {e.strerror}") from None
+    return name

@@ -146,6 +146,23 @@ def set_subreaper() -> bool:
         return False
 
 
+# signals a lab must meet with their default action (a grader's capture may send one,
+# labs/oom): an ignore inherited from whoever started the grader would pass to the lab
+DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM")
+
+
+def default_signals() -> None:
+    """Undo an inherited 'ignore' of DEFAULT_SIGNALS (whoever started the grader), which
+    every lab would inherit in turn. Only an ignore: a handler of ours stays."""
+    for name in DEFAULT_SIGNALS:
+        sig = signal.Signals[name]
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        except ValueError:      # not the main thread: leave it
+            pass
+
+
 def _children(exclude=frozenset()) -> list[tuple[int, str]]:
     """(pid, comm) of every child of ours but those in exclude (orphans reparented to
     us, the subreaper, included)."""
@@ -346,6 +363,7 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
     lab_env["MEMLAB_FD"] = str(lab_fd)
     workdir = cwd or tempfile.mkdtemp(prefix="memlab-run-")
     set_subreaper()
+    default_signals()
     t0 = time.monotonic()
     try:
         if sandbox is None:

@@ -58,7 +58,8 @@ class Capture:
     Exactly one kind: count_pages_not (with addr and length): pages of the
     sender's memory that are not entirely that byte; cgroup: the memory
     counters of a lab's cgroup (an expression giving its path); pids: the
-    state of each of a list of processes ("gone", "Z", "S", ...)."""
+    state of each of a list of processes ("gone", "Z", "S", ...); signal: a signal
+    the grader sends the sender, ending it (labs/oom)."""
     at: str                 # checkpoint name
     name: str
     addr: str = ""          # expressions
@@ -71,11 +72,12 @@ class Capture:
     poke_pages: str = ""    # how many whole pages of [addr, addr+length) the grader overwrites
     poke_byte: str = ""     # with this byte (poke_pages)
     pid: str = ""           # whose memory (default: the checkpoint's sender)
+    signal: str = ""        # a signal name ("SIGTERM", or "none"): the grader sends it to the sender
 
     @property
     def kind(self) -> str:
         return ("pages" if self.count_pages_not else "foreign" if self.count_pages_foreign else
-                "poke" if self.poke_pages else
+                "poke" if self.poke_pages else "signal" if self.signal else
                 "cgroup" if self.cgroup else "numa" if self.numa else "pids")
 
 
@@ -247,13 +249,15 @@ def load(lab_dir: Path) -> Lab:
         for j, c in enumerate(r.get("capture", [])):
             cw = f"{rw} capture #{j + 1}"
             _keys(c, {"at", "name", "addr", "length", "count_pages_not", "count_pages_foreign",
-                      "cgroup", "pids", "numa", "poke_pages", "poke_byte", "pid"}, cw)
+                      "cgroup", "pids", "numa", "poke_pages", "poke_byte", "pid", "signal"}, cw)
             for k in ("at", "name"):
                 _want(isinstance(c.get(k), str), cw, f"needs '{k}'")
             kinds = [k for k in ("count_pages_not", "count_pages_foreign", "poke_pages", "cgroup",
-                                 "pids", "numa") if k in c]
+                                 "pids", "numa", "signal") if k in c]
             _want(len(kinds) == 1, cw, "needs exactly one of count_pages_not, count_pages_foreign "
-                  "or poke_pages (with addr and length), cgroup, pids, numa")
+                  "or poke_pages (with addr and length), cgroup, pids, numa, signal")
+            _want(not ("pid" in c and kinds[0] == "signal"), cw,
+                  "signal goes to the checkpoint's sender only: no pid")
             if kinds[0].startswith(("count_pages", "poke")):
                 _want("addr" in c and "length" in c, cw, f"{kinds[0]} needs addr and length")
             _want(("poke_byte" in c) == (kinds[0] == "poke_pages"), cw,
@@ -262,7 +266,7 @@ def load(lab_dir: Path) -> Lab:
                                     **{k: _expr(c[k], cw) for k in
                                        ("addr", "length", "count_pages_not", "cgroup", "pids",
                                         "numa", "count_pages_foreign", "poke_pages", "poke_byte",
-                                        "pid")
+                                        "pid", "signal")
                                        if k in c}))
         # traced when strace works here; checks that read `trace` require "strace"
         strace = _trace_list(_strlist(r.get("strace", []), f"{rw} strace"), f"{rw} strace")

@@ -159,6 +159,11 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
         "outside_untouched": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
         "pressure": "it is a correct lab but for the missing fsync(): its anonymous memory, OOM and counters are real",
     },
+    ("cgroup", "fadvise_drop"): {
+        **{c: "it is a correct lab but for the cache it drops itself before 'anon': its file, "
+              "anonymous memory, OOM and counters are real" for c in
+           ("cache_charged", "oom_inside_the_group", "outside_untouched", "pressure")},
+    },
     ("oom", "modelled_scores"): {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays outside), and it reports the group's own counters",
     },

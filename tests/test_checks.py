@@ -16,7 +16,7 @@ from grader import checks as checksmod  # noqa: E402
 from grader import env as envmod  # noqa: E402
 from grader.checks import derive_values, evaluate, fill_placeholders, fmt  # noqa: E402
 from grader.env import Feature  # noqa: E402
-from grader.expr import ExprError, Unavailable  # noqa: E402
+from grader.expr import NS, ExprError, Unavailable  # noqa: E402
 from grader.procfs import ProcError, parse_maps  # noqa: E402
 from grader.runner import Checkpoint, Message, RunResult  # noqa: E402
 from grader.spec import load  # noqa: E402
@@ -496,3 +496,42 @@ def test_numa_topology_must_be_read_not_known(monkeypatch):
     wrong = {**figures, "distance.0.1": 20, "distance.1.0": 20}     # read, but not reported
     run = make_run(figures=wrong, cps=(cp("topology", 2),), trace=[opened], messages=sent)
     assert evaluate(numa, check, {"main": run}, {}, values, facts).status == "fail"
+
+
+# ---- labs/oom: the allocator's fate cannot be guessed ------------------------------
+
+def _oom_adj_run(allocator_fate, *, done=True, ended="SIGUSR1"):
+    group = "/sys/fs/cgroup/memlab-oom-7"
+    cps = [cp("scores", 1, pid=100), cp("raised", 2, pid=100), cp("lowered", 3, pid=100),
+           cp("bystander_holding", 4, pid=201, role="child", oom_score_adj=1000,
+              rss_anon_kb=64 * 1024, cgroup=f"0::{group}\n"),
+           cp("allocator_start", 5, pid=202, role="child", oom_score_adj=0, cgroup=f"0::{group}\n")]
+    captures = {"group": NS({"oom_kill": 1 if done else 2}), "fates": ["gone", "gone"]}
+    if done:
+        cps.append(cp("allocator_done", 6, pid=202, role="child"))
+        captures["ended"] = ended
+    cps.append(cp("after_oom", 7, pid=100, cgroup="0::/\n"))
+    return make_run("adj", cps=cps, captures=captures,
+                    figures={"cgroup": group, "bystander_fate": "killed by SIGKILL",
+                             "allocator_fate": allocator_fate})
+
+
+@pytest.mark.parametrize("fate, done, ok", [
+    ("killed by SIGUSR1", True, True),       # decoded: the grader's signal
+    ("killed by signal 10 (User defined signal 1)", True, True),    # by its number
+    ("completed", True, False),              # the story a lab guesses when it got through
+    ("killed by SIGKILL", True, False),      # the story a lab guesses when the race kills it
+    ("killed by SIGKILL", False, True),      # killed by the OOM killer, before allocator_done
+    ("completed", False, False),
+])
+def test_oom_allocator_fate_is_the_one_the_grader_caused(fate, done, ok):
+    lab = load(ROOT / "labs" / "oom")
+    check = next(c for c in lab.checks if c.name == "adj_picks_the_victim")
+    values = derive_values(lab, {"limit_mib": 256, "adj_raise": 500, "end_signal": "SIGUSR1"}, FACTS)
+    v = evaluate(lab, check, {"adj": _oom_adj_run(fate, done=done)}, {}, values, FACTS)
+    if v.status == "skip":
+        pytest.skip(v.message)
+    assert (v.status == "ok") == ok, v.message
+    if not ok:
+        assert v.message.startswith("the allocator's fate the lab reported is not what the grader saw")
+        assert "SIGUSR1" in v.message

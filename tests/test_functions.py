@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
 
 from grader.checks import checkpoint_ns  # noqa: E402
 from grader.expr import NS, Evaluator, Missing  # noqa: E402
-from grader.functions import functions  # noqa: E402
+from grader.functions import functions, killed_by  # noqa: E402
 from grader.procfs import parse_maps  # noqa: E402
 from grader.runner import Checkpoint  # noqa: E402
 
@@ -155,7 +155,7 @@ def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
                        "cp_seq", "calls", "signals_sent", "opened",
-                       "exe_extent", "unmeasured", "writes", "reads", "proc_file"}
+                       "exe_extent", "unmeasured", "writes", "reads", "proc_file", "killed_by"}
 
 
 # ---- has_cp, count_cp -------------------------------------------------------------
@@ -498,3 +498,20 @@ def test_proc_file_knows_a_process_own_proc_folder():
     alone = NS({"pid": 5}, "checkpoint field")                 # no namespace pids observed
     assert proc_file("/proc/5/oom_score", "oom_score", alone)
     assert not proc_file("/proc/7/oom_score", "oom_score", alone)
+
+
+@pytest.mark.parametrize("text, name, said", [
+    ("killed by SIGKILL", "SIGKILL", True),
+    ("killed by signal 9", "SIGKILL", True),
+    ("killed by signal 10 (User defined signal 1)", "SIGUSR1", True),
+    ("killed by SIGUSR1 (User defined signal 1)", "SIGUSR1", True),
+    ("killed by SIGKILL", "SIGUSR1", False),
+    ("killed by signal 9", "SIGTERM", False),
+    ("killed by signal 90", "SIGKILL", False),
+    ("killed by SIGKILLED", "SIGKILL", False),
+    ("completed", "SIGKILL", False),
+    (None, "SIGKILL", False),
+    ("killed by SIGKILL", "none", False),
+])
+def test_killed_by_reads_a_fate_in_either_spelling(text, name, said):
+    assert killed_by(text, name) is said

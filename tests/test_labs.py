@@ -128,3 +128,24 @@ def test_grade_command_writes_results_and_exit_status(session_build, tmp_path):
     assert len(doc["tests"]) == n_checks
     assert doc["score"] == sum(t["score"] for t in doc["tests"])
     assert doc["extra_data"]["environment"]["page_size"] > 0
+
+
+def test_oom_an_allocator_that_gets_through_is_ended_by_the_grader(grade_source):
+    """Here the adj run's allocator dies with the bystander, elsewhere it gets through:
+    one that asks for little always does, and the grader then ends it at
+    'allocator_done' with the drawn signal (a capture), which the lab must decode."""
+    src = (ROOT / "labs" / "oom" / "oom.c").read_text()
+    small = src.replace("allocator_len = limit - limit / 8 - limit / 16", "allocator_len = limit / 8")
+    assert small != src
+    seen = set()
+    for seed in (1, 2, 3):
+        res = grade_source("oom", small, seed=seed)
+        if "adj" in res.skipped:
+            pytest.skip(f"the adj run cannot run here: {res.skipped['adj'].reason}")
+        run, sig = res.runs["adj"], res.values["end_signal"]
+        assert run.captures.get("ended") == sig, run.captures.get("ended")
+        assert run.figures["allocator_fate"] == f"killed by {sig}"
+        assert "a signal from outside ended it" in run.stdout
+        assert run.exit == 0 and not run.leftovers
+        seen.add(sig)
+    assert len(seen) > 1, "three draws, one signal: the draw does not vary"

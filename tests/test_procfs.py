@@ -8,6 +8,7 @@ import mmap
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -443,3 +444,24 @@ def test_blocked_in_recv_sleeping_vs_busy(children):
     finally:
         b.close()
     assert blocked_in_recv(999999999) is None
+
+
+def test_end_with_signal_reaches_only_the_graders_descendants():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        me = os.getpid()
+        assert procfs.descends_from(child.pid, me) and not procfs.descends_from(me, child.pid)
+        assert procfs.end_with_signal(child.pid, "none", me) == "none"
+        assert child.poll() is None
+        with pytest.raises(ValueError, match="not a signal name"):
+            procfs.end_with_signal(child.pid, "SIGNOPE", me)
+        # a pid a message might claim, of a process the grader did not start
+        with pytest.raises(procfs.ProcError, match="not started by the grader"):
+            procfs.end_with_signal(os.getppid(), "SIGUSR2", me)
+        with pytest.raises(procfs.ProcError, match="not started by the grader"):
+            procfs.end_with_signal(1, "SIGUSR2", me)
+        assert procfs.end_with_signal(child.pid, "SIGUSR2", me) == "SIGUSR2"
+        assert child.wait(timeout=5) == -signal.SIGUSR2
+    finally:
+        child.kill()
+        child.wait()

@@ -494,3 +494,13 @@ def test_strace_without_seccomp_bpf_still_traces(monkeypatch):
     assert "trace=?clone,?clone3,?execve,?fork,?getpid,?sendmsg,?sendto,?vfork" in argv
     monkeypatch.setattr(envmod, "feature", lambda name: Feature(True))
     assert "--seccomp-bpf" in runner._strace_argv(["getpid"], "/tmp/out")
+
+
+def test_an_inherited_ignore_of_a_signal_the_grader_may_send_is_undone():
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        runner.default_signals()
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGUSR1, before)

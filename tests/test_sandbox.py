@@ -867,3 +867,20 @@ def test_a_child_hidden_from_strace_is_caught(sandboxed, hostile_sb, tmp_path):
     check = next(c for c in lab.checks if c.name == "adj_picks_the_victim")
     v = evaluate(lab, check, {check.run: res}, {}, {}, {})
     assert v.status == "fail" and "CLONE_UNTRACED" in v.message
+
+
+def test_the_grader_signals_only_its_own_sandboxed_lab(reference_sb, session_build, tmp_path):
+    """A capture that ends a process (labs/oom, 'allocator_done') reaches the lab in the
+    sandbox by its host pid, as the grader's descendant."""
+    src = (ROOT / "labs" / "oom" / "oom.c").read_text()
+    small = src.replace("allocator_len = limit - limit / 8 - limit / 16", "allocator_len = limit / 8")
+    (tmp_path / "src" / "oom").mkdir(parents=True)
+    (tmp_path / "src" / "oom" / "oom.c").write_text(small)
+    build = _seed_build(session_build, tmp_path / "build")
+    res = grade_lab(spec.load(ROOT / "labs" / "oom"), ROOT, 2, build_dir=build, sandbox=reference_sb,
+                    labs_src=tmp_path / "src")
+    if "adj" in res.skipped:
+        pytest.skip(f"the adj run cannot run here: {res.skipped['adj'].reason}")
+    run, sig = res.runs["adj"], res.values["end_signal"]
+    assert run.captures.get("ended") == sig, run.captures.get("ended")
+    assert run.figures["allocator_fate"] == f"killed by {sig}"

@@ -560,3 +560,30 @@ def test_runs_whose_checks_follow_files_trace_every_file_call():
             if any(uses.search(str(e)) for e in exprs):
                 missing = set(FILE_CALLS) - {"creat"} - set(lab.runs[c.run].strace)
                 assert not missing, f"{lab.name}/{c.name}: run '{c.run}' does not trace {sorted(missing)}"
+
+
+def test_a_signal_capture_goes_to_the_sender_only(tmp_path):
+    text = HEAD + '''
+[[run.capture]]
+at = "a"
+name = "n"
+signal = "'SIGTERM'"
+pid = "cp.other.pid"
+''' + CHECK
+    msg = spec_error(tmp_path, text)
+    assert "capture #1" in msg and "no pid" in msg
+
+
+def test_signals_a_lab_draws_for_the_grader_to_send_keep_their_default_action():
+    """The runner undoes an inherited ignore of runner.DEFAULT_SIGNALS only: a drawn
+    signal outside them might be ignored by the lab, which then would not die of it."""
+    from grader.runner import DEFAULT_SIGNALS
+    for lab in discover(ROOT / "labs"):
+        for run in lab.runs.values():
+            for cap in run.captures:
+                if cap.kind != "signal":
+                    continue
+                param = lab.params.get(cap.signal)
+                assert param is not None and param.values, \
+                    f"{lab.name}: capture {cap.name} must name a parameter with values"
+                assert set(param.values) <= {*DEFAULT_SIGNALS, "none"}, (lab.name, param.values)

@@ -271,6 +271,9 @@ static void kill_part(size_t limit, bool adj)
                "again before the\n  bystander's memory was released (a race in the kernel's OOM path)." : "");
     else if (!adj && !bystander_gone)
         printf("  With equal adj the biggest process, the allocator, was the victim.\n");
+    if (WIFSIGNALED(st_alloc) && WTERMSIG(st_alloc) != SIGKILL)
+        printf("  The allocator got its memory, then a signal from outside ended it: the grader\n"
+               "  sends one at 'allocator_done', so that its fate must be read from the status.\n");
     if (!bystander_gone) {
         kill(bystander, SIGKILL);
         waitpid(bystander, NULL, 0);
