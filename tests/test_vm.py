@@ -309,3 +309,21 @@ def test_numa_cheats_fail_on_two_nodes(root, session_build):
     for c, src in zip(alternatives, srcs[len(cheats):]):
         lost = {n: v for n, v in verdicts[src].items() if v[0] != "ok"}
         assert not lost, f"the correct solution numa/{c.stem} loses on two nodes: {lost}"
+
+
+def test_a_boot_that_hangs_is_tried_once_more(guest, monkeypatch, capfd):
+    """A boot abandoned at BOOT_RETRY_AFTER (here made too short for any boot) is
+    tried once more with the full BOOT_TIMEOUT; the command then runs once."""
+    monkeypatch.setattr(vm, "BOOT_RETRY_AFTER", 0.3)
+    res = vm.run_in_guest(ROOT, ["/bin/sh", "-c", "echo ran"], timeout=120, nodes=1, cpus=1,
+                          memory_mb=256)
+    assert res.ok, res.error
+    assert res.boots == 2 and res.output == "ran\n"
+    assert "booting it once more" in capfd.readouterr().err
+    assert (ROOT / "build" / "vm" / "hung-console.log").exists()
+
+
+def test_a_timeout_shorter_than_a_boot_is_not_retried(guest):
+    res = vm.run_in_guest(ROOT, ["true"], timeout=0.5, nodes=1, cpus=1, memory_mb=256)
+    assert res.exit is None and "did not finish booting" in res.error
+    assert res.boots == 1
