@@ -142,6 +142,7 @@ def run_namespace(run: RunResult, all_runs: dict[str, RunResult], values: dict,
         "messages": [NS({"seq": m.seq, "pid": m.pid, "kind": m.kind, "name": m.name,
                          "value": m.value}, "message field") for m in run.messages],
         "_all_cps": all_cps,
+        "_ends": run.ends,
     }
 
 

@@ -364,13 +364,21 @@ def functions(names: dict) -> dict:
         except ValueError:
             return parts[i]
 
+    def ended(pid):
+        """How process pid ended, as strace saw it: "killed by SIGKILL", "exited with 0";
+        None if the run was not traced or the process did not end while traced."""
+        try:
+            return names.get("_ends", {}).get(int(pid))
+        except (TypeError, ValueError):
+            return None
+
     return {"has_cp": has_cp, "anon_kb": anon_kb, "vma_at": vma_at, "count_cp": count_cp,
             "figs": figs, "between": between, "where": where, "items": items,
             "message_seq": message_seq, "calls_before": calls_before,
             "calls_after": calls_after, "arg": arg, "segment": segment,
             "cp_seq": cp_seq, "calls": calls, "signals_sent": signals_sent, "opened": opened,
             "unmeasured": unmeasured, "writes": writes, "reads": reads, "proc_file": proc_file,
-            "exe_extent": exe_extent, "killed_by": killed_by}
+            "exe_extent": exe_extent, "killed_by": killed_by, "ended": ended}
 
 
 def killed_by(text, name) -> bool:

@@ -86,6 +86,8 @@ class RunResult:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     captures: dict = field(default_factory=dict)
     trace: list[dict] = field(default_factory=list)
+    ends: dict = field(default_factory=dict)  # pid -> "killed by SIGKILL", "exited with 0" (strace)
+    end: str = ""                    # how the lab's own process ended, as strace saw it
     leftovers: int = 0
     junk: int = 0
     limit_text: str = ""             # a sandbox's words for its limit ("stopped: memory limit ...")
@@ -209,7 +211,9 @@ def _strace_argv(calls: list[str], out: str) -> list[str]:
     lab where this strace has --seccomp-bpf (env feature strace_seccomp)."""
     wanted = sorted(set(calls) | {"sendto", "sendmsg"} | set(TREE_CALLS))
     seccomp = ["--seccomp-bpf"] if envmod.feature("strace_seccomp").ok else []
-    return ["strace", "-f", *seccomp, "-qq", "-o", out, "-s", "300", "-e", "signal=none",
+    # -q, not -qq, and every signal but SIGCHLD: strace then writes how each process
+    # ended ("+++ killed by SIGKILL +++" is written only for a signal of that set)
+    return ["strace", "-f", *seccomp, "-q", "-o", out, "-s", "300", "-e", "signal=!SIGCHLD",
             "-e", "trace=" + ",".join("?" + c for c in wanted), "--"]   # ?: a call this
     # architecture lacks (open, creat on arm64) is no error
 
@@ -217,13 +221,17 @@ def _strace_argv(calls: list[str], out: str) -> list[str]:
 _STRACE_LINE = re.compile(r"^(\d+)\s+(.*)$")
 _CALL = re.compile(r"^([a-z0-9_]+)\((.*)\)\s+=\s+(.*)$")
 _RESUMED = re.compile(r"^<\.\.\. ([a-z0-9_]+) resumed>(.*)$")
+# how a process ended, as strace -q reports it (the tracer sees it before any parent)
+_ENDED = re.compile(r"^\+\+\+ (exited with -?\d+|killed by SIG[A-Z0-9]+)(?: \(core dumped\))? \+\+\+$")
 _PROTOCOL = re.compile(r"^(hello|fig|cp) ")
 _STRACE_MSG = re.compile(r'^\d+, "((?:[^"\\]|\\.)*)"')
 _STRACE_IOV = re.compile(r'iov_base="((?:[^"\\]|\\.)*)"')
 
 
 def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
-    """strace -f output to events: {pid, call, args, ret, msg?, at} in order.
+    """strace -f output to events: {pid, call, args, ret, msg?, at} in order; how a
+    process ended is an event with call "+++" and ret "killed by SIGKILL" or
+    "exited with 0".
 
     `at` places each call among the messages the grader received: messages sent
     before it + 0.5 (a message's own send has `at` = its position). With
@@ -236,6 +244,11 @@ def parse_strace(text: str, channel_fd: int | None = None) -> list[dict]:
         if not m:
             continue
         pid, rest = int(m.group(1)), m.group(2)
+        e = _ENDED.match(rest)
+        if e:       # an end, not a call: call "+++", its words in ret
+            events.append({"pid": pid, "call": "+++", "args": "", "ret": e.group(1), "err": "",
+                           "ret_int": None})
+            continue
         if rest.endswith("<unfinished ...>"):
             pending[pid] = rest[: -len("<unfinished ...>")].rstrip()
             continue
@@ -523,6 +536,9 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
                 res.limit = res.limit or "untraced"     # a child strace could not follow
             wanted = set(strace) | {"sendto", "sendmsg"}
             res.trace = [e for e in tree if e["call"] in wanted]
+            res.ends = {e["pid"]: e["ret"] for e in tree if e["call"] == "+++"}
+            if tree and tree[0]["call"] == "execve":    # the process that exec'd the lab
+                res.end = res.ends.get(tree[0]["pid"], "")
         finally:
             try:
                 os.unlink(tracefile)

@@ -1328,8 +1328,11 @@ class Sandbox:
         text = getattr(res, "stderr", None)
         if text is None:
             text = getattr(res, "output", "")
-        # bwrap reports a death by signal n as the exit status 128 + n
-        if res.exit is not None and 128 < res.exit < 128 + 65 and not res.error:
+        # bwrap reports a death by signal n as the exit status 128 + n; a traced run
+        # knows which it was (strace saw the lab's process end: runner.RunResult.end)
+        end = getattr(res, "end", "") or ""
+        if res.exit is not None and 128 < res.exit < 128 + 65 and not res.error and \
+                not end.startswith("exited with"):
             res.signal, res.exit = res.exit - 128, None
         if res.exit == SANDBOX_FAIL and "memlab-sandbox:" in (text or ""):
             line = next(ln for ln in text.splitlines() if "memlab-sandbox:" in ln)

@@ -164,6 +164,11 @@ EARNED: dict[tuple[str, str], dict[str, str]] = {
               "anonymous memory, OOM and counters are real" for c in
            ("cache_charged", "oom_inside_the_group", "outside_untouched", "pressure")},
     },
+    ("oom", "bystander_leaves"): {
+        **{c: "its score part is the reference's" for c in
+           ("scores_read", "raise_adj", "lowering_needs_privilege")},
+        **{c: "its --no-adj run is the reference's" for c in ("biggest_is_the_victim", "group_counters")},
+    },
     ("oom", "modelled_scores"): {
         "group_counters": "its allocator really runs the limited group into its limit (the lab stays outside), and it reports the group's own counters",
     },

@@ -155,7 +155,8 @@ def test_function_table_is_complete(fn):
     assert set(fn) == {"has_cp", "anon_kb", "vma_at", "count_cp", "figs", "between", "where",
                        "items", "message_seq", "calls_before", "calls_after", "arg", "segment",
                        "cp_seq", "calls", "signals_sent", "opened",
-                       "exe_extent", "unmeasured", "writes", "reads", "proc_file", "killed_by"}
+                       "exe_extent", "unmeasured", "writes", "reads", "proc_file", "killed_by",
+                       "ended"}
 
 
 # ---- has_cp, count_cp -------------------------------------------------------------
@@ -515,3 +516,10 @@ def test_proc_file_knows_a_process_own_proc_folder():
 ])
 def test_killed_by_reads_a_fate_in_either_spelling(text, name, said):
     assert killed_by(text, name) is said
+
+
+def test_ended_is_how_strace_saw_a_process_end(names):
+    names = {**names, "_ends": {7: "killed by SIGKILL", 8: "exited with 0"}}
+    e = Evaluator(names, functions(names)).eval
+    assert e("ended(7)") == "killed by SIGKILL" and e("ended(8)") == "exited with 0"
+    assert e("ended(9)") is None and e("ended(None)") is None

@@ -384,6 +384,9 @@ SAMPLE = r"""4106  mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYM
 
 def test_parse_strace_sample():
     events = parse_strace(SAMPLE)
+    # how each process ended is kept apart from the calls (call "+++")
+    assert [(e["pid"], e["ret"]) for e in events if e["call"] == "+++"] == [(4107, "exited with 0")]
+    events = [e for e in events if e["call"] != "+++"]
     got = [(e["pid"], e["call"], e["at"]) for e in events]
     assert got == [
         (4106, "mmap", 0.5), (4106, "munmap", 0.5),
@@ -504,3 +507,24 @@ def test_an_inherited_ignore_of_a_signal_the_grader_may_send_is_undone():
         assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+def test_parse_strace_reads_how_each_process_ended():
+    text = ("100  clone(child_stack=NULL, flags=SIGCHLD) = 101\n"
+            "101  +++ killed by SIGKILL +++\n"
+            "100  --- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_USER, si_pid=1, si_uid=0} ---\n"
+            "102  +++ killed by SIGSEGV (core dumped) +++\n"
+            "100  +++ exited with 3 +++\n")
+    events = parse_strace(text)
+    ends = {e["pid"]: e["ret"] for e in events if e["call"] == "+++"}
+    assert ends == {101: "killed by SIGKILL", 102: "killed by SIGSEGV", 100: "exited with 3"}
+    assert [e["call"] for e in events if e["call"] != "+++"] == ["clone"]
+
+
+def test_a_traced_run_records_how_its_processes_ended(tmp_path):
+    if not envmod.feature("strace").ok:
+        pytest.skip(envmod.feature("strace").reason)
+    res = execute("ends", ["/bin/sh", "-c", "sleep 5 & kill -9 $!; wait; sh -c 'exit 3'; exit 0"],
+                  strace=["kill"], timeout=10)
+    assert res.exit == 0
+    assert sorted(res.ends.values()) == ["exited with 0", "exited with 3", "killed by SIGKILL"], res.ends

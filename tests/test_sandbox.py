@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from grader import env as envmod  # noqa: E402
 from grader import sandbox as sandboxmod  # noqa: E402
 from grader import spec  # noqa: E402
 from grader.grading import grade_lab  # noqa: E402
@@ -872,7 +873,6 @@ def test_a_child_hidden_from_strace_is_caught(sandboxed, hostile_sb, tmp_path):
 def test_the_grader_signals_only_its_own_sandboxed_lab(reference_sb, session_build, tmp_path):
     """A capture that ends a process (labs/oom, 'allocator_done') reaches the lab in the
     sandbox by its host pid, as the grader's descendant."""
-    from grader import env as envmod
     memcg = envmod.feature("memcg")
     if not memcg.ok:    # the lab's kill part needs a memory cgroup of its own
         pytest.skip(f"{memcg.reason} ({memcg.fix})")
@@ -888,3 +888,19 @@ def test_the_grader_signals_only_its_own_sandboxed_lab(reference_sb, session_bui
     run, sig = res.runs["adj"], res.values["end_signal"]
     assert run.captures.get("ended") == sig, run.captures.get("ended")
     assert run.figures["allocator_fate"] == f"killed by {sig}"
+
+
+@pytest.mark.parametrize("how, exit, sig", [("exit(139)", 139, None), ("raise(SIGSEGV)", None, 11)])
+def test_a_traced_run_tells_an_exit_of_128_plus_n_from_a_signal(hostile_sb, tmp_path, how, exit, sig):
+    """bwrap reports a death by signal n as exit 128+n; strace saw which it was."""
+    if not envmod.feature("strace").ok:
+        pytest.skip(envmod.feature("strace").reason)
+    src, binary = tmp_path / "end.c", tmp_path / "bin" / "end"
+    binary.parent.mkdir()
+    src.write_text("#include <signal.h>\n#include <stdlib.h>\n"
+                   f"int main(void) {{ {how}; return 0; }}\n")
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(binary.parent, 0o755)
+    res = execute("t", [str(binary)], sandbox=hostile_sb, timeout=TIMEOUT, strace=["openat"])
+    assert (res.exit, res.signal) == (exit, sig), (res.end, res.describe())
