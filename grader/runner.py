@@ -537,8 +537,11 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
             wanted = set(strace) | {"sendto", "sendmsg"}
             res.trace = [e for e in tree if e["call"] in wanted]
             res.ends = {e["pid"]: e["ret"] for e in tree if e["call"] == "+++"}
-            if tree and tree[0]["call"] == "execve":    # the process that exec'd the lab
-                res.end = res.ends.get(tree[0]["pid"], "")
+            first = tree[0] if tree else {}
+            if first.get("call") == "execve" and first.get("ret") == "0" and \
+                    (first_string_arg(first["args"]) or "").rsplit("/", 1)[-1] == \
+                    os.path.basename(program):      # the process that exec'd the lab
+                res.end = res.ends.get(first["pid"], "")
         finally:
             try:
                 os.unlink(tracefile)
