@@ -537,11 +537,9 @@ def _execute(name: str, argv: list[str], *, env: dict | None = None, timeout: fl
             wanted = set(strace) | {"sendto", "sendmsg"}
             res.trace = [e for e in tree if e["call"] in wanted]
             res.ends = {e["pid"]: e["ret"] for e in tree if e["call"] == "+++"}
-            first = tree[0] if tree else {}
-            if first.get("call") == "execve" and first.get("ret") == "0" and \
-                    (first_string_arg(first["args"]) or "").rsplit("/", 1)[-1] == \
-                    os.path.basename(program):      # the process that exec'd the lab
-                res.end = res.ends.get(first["pid"], "")
+            root = _lab_root(tree, program)     # the process that exec'd the lab
+            if root is not None:
+                res.end = res.ends.get(tree[root]["pid"], "")
         finally:
             try:
                 os.unlink(tracefile)
@@ -623,14 +621,19 @@ def lab_tree(events: list[dict], program: str) -> list[dict]:
     (from its execve on) and every process that first appears after that execve.
     Around a sandbox, strace also sees the wrapper and bubblewrap; its pids are the
     host's (it ran outside the sandbox's pid namespace)."""
-    name = os.path.basename(program)
-    root_at = next((i for i, e in enumerate(events) if e["call"] == "execve" and e["ret"] == "0"
-                    and (first_string_arg(e["args"]) or "").rsplit("/", 1)[-1] == name), None)
+    root_at = _lab_root(events, program)
     if root_at is None:         # never seen: keep it all (a check may then fail, never pass)
         return list(events)
     root = events[root_at]["pid"]
     before = {e["pid"] for e in events[:root_at]} - {root}
     return [e for e in events[root_at:] if e["pid"] not in before]
+
+
+def _lab_root(events: list[dict], program: str) -> int | None:
+    """The index of the successful execve of `program` (by its base name), or None."""
+    name = os.path.basename(program)
+    return next((i for i, e in enumerate(events) if e["call"] == "execve" and e["ret"] == "0"
+                 and (first_string_arg(e["args"]) or "").rsplit("/", 1)[-1] == name), None)
 
 
 _FIRST_STRING = re.compile(r'\s*"((?:[^"\\]|\\.)*)"')
